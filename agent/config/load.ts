@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import YAML from 'yaml';
+import { configSchema } from './schema.ts';
+import type { AgentConfig, ListenAddress } from './types.ts';
+
+/** One problem with the config file: the dotted key and why it is wrong. */
+export interface ConfigProblem {
+  key: string;
+  reason: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'ECONFIG';
+  readonly file: string;
+  readonly problems: ConfigProblem[];
+  constructor(file: string, problems: ConfigProblem[]) {
+    super(`${file}: ${problems.length} config error(s)\n` + problems.map((p) => `  ${p.key || '(top level)'}: ${p.reason}`).join('\n'));
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+ajv.addKeyword({ keyword: 'restart', schemaType: 'boolean' });
+const validate = ajv.compile(configSchema);
+
+function keyOf(error: ErrorObject): string {
+  // instancePath is a JSON pointer (/sip/registrar/min_expires, /extensions/0/number).
+  const parts = error.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let key = '';
+  for (const part of parts) key += /^[0-9]+$/.test(part) ? `[${part}]` : key ? `.${part}` : part;
+  const params = error.params as Record<string, unknown>;
+  if (error.keyword === 'required') return key ? `${key}.${String(params['missingProperty'])}` : String(params['missingProperty']);
+  if (error.keyword === 'additionalProperties') {
+    const extra = String(params['additionalProperty']);
+    return key ? `${key}.${extra}` : extra;
+  }
+  return key;
+}
+
+function reasonOf(error: ErrorObject, data: unknown): string {
+  const params = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case 'required':
+      return 'is required';
+    case 'additionalProperties':
+      return 'is not a known key';
+    case 'enum':
+      return `must be one of ${(params['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'pattern': {
+      const got = valueAt(data, error.instancePath);
+      return `${JSON.stringify(got)} is not valid (${patternHint(error.instancePath)})`;
+    }
+    default:
+      return error.message ?? 'is invalid';
+  }
+}
+
+function patternHint(instancePath: string): string {
+  if (/\/(udp|tcp)$/.test(instancePath)) return 'expected host:port';
+  if (instancePath.endsWith('/number')) return 'expected 2 to 15 digits';
+  if (instancePath === '/site/id') return 'expected letters, digits, - and _';
+  if (instancePath.includes('trusted_networks')) return 'expected an address or address/prefix';
+  return 'wrong format';
+}
+
+function valueAt(data: unknown, pointer: string): unknown {
+  let node: unknown = data;
+  for (const part of pointer.split('/').slice(1)) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+export function parseListen(text: string): ListenAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):([0-9]+)$/.exec(text);
+  if (!m) throw new Error(`not host:port: ${text}`);
+  return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
+}
+
+/** Cross-field rules a JSON schema cannot say well. */
+function semanticProblems(raw: Record<string, unknown>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const sip = raw['sip'] as Record<string, unknown>;
+  for (const key of ['udp', 'tcp'] as const) {
+    const port = parseListen(String(sip[key])).port;
+    if (port < 1 || port > 65535) problems.push({ key: `sip.${key}`, reason: `port ${port} is outside 1-65535` });
+  }
+  const reg = sip['registrar'] as Record<string, number>;
+  const min = reg['min_expires'] as number;
+  const max = reg['max_expires'] as number;
+  const def = reg['default_expires'] as number;
+  if (min > max) problems.push({ key: 'sip.registrar.min_expires', reason: `${min} is greater than max_expires ${max}` });
+  if (def < min || def > max) problems.push({ key: 'sip.registrar.default_expires', reason: `${def} is outside min_expires..max_expires (${min}..${max})` });
+  const seen = new Map<string, number>();
+  (raw['extensions'] as Array<{ number: string }>).forEach((ext, i) => {
+    const first = seen.get(ext.number);
+    if (first !== undefined) problems.push({ key: `extensions[${i}].number`, reason: `"${ext.number}" is already used by extensions[${first}]` });
+    else seen.set(ext.number, i);
+  });
+  return problems;
+}
+
+/** Validates raw config data; throws ConfigError listing every problem at once. */
+export function configFromData(data: unknown, file: string): AgentConfig {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError(file, [{ key: '', reason: 'the file must hold a YAML mapping' }]);
+  }
+  if (!validate(data)) {
+    const problems = (validate.errors ?? []).map((e) => ({ key: keyOf(e), reason: reasonOf(e, data) }));
+    throw new ConfigError(file, dedupe(problems));
+  }
+  const raw = data as unknown as Record<string, unknown>;
+  const problems = semanticProblems(raw);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  const sip = raw['sip'] as Record<string, unknown>;
+  const config = structuredClone(raw) as unknown as AgentConfig;
+  config.sip.udp = parseListen(String(sip['udp']));
+  config.sip.tcp = parseListen(String(sip['tcp']));
+  config.state_dir = path.resolve(path.dirname(path.resolve(file)), String(raw['state_dir']));
+  return config;
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.key}\0${p.reason}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+export function loadConfig(file: string): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [{ key: '', reason: `cannot read the file: ${(err as Error).message}` }]);
+  }
+  const doc = YAML.parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((e) => ({ key: '', reason: `YAML syntax: ${e.message.split('\n')[0]}` })));
+  }
+  return configFromData(doc.toJS(), file);
+}

@@ -1,0 +1,80 @@
+// The typed config the agent is given after load.ts validated the file and filled
+// defaults from schema.ts. Keys keep the file's snake_case so that an error message,
+// the docs and the code all name the same key.
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type AuthAlgorithm = 'SHA-256' | 'MD5';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface ExtensionConfig {
+  number: string;
+  name?: string;
+  password: string;
+}
+
+export interface AgentConfig {
+  site: { id: string; name?: string };
+  /** Absolute path, resolved against the config file's folder. */
+  state_dir: string;
+  log: { level: LogLevel };
+  sip: {
+    domain: string;
+    udp: ListenAddress;
+    tcp: ListenAddress;
+    max_message_bytes: number;
+    tcp_max_connections: number;
+    tcp_idle_timeout: number;
+    registrar: { min_expires: number; max_expires: number; default_expires: number; max_contacts: number };
+    auth: { algorithms: AuthAlgorithm[]; nonce_lifetime: number };
+    security: {
+      rate_limit: { requests_per_second: number; burst: number };
+      lockout: { failures: number; window: number; duration: number };
+      scanner_user_agents: string[];
+      trusted_networks: string[];
+    };
+  };
+  extensions: ExtensionConfig[];
+  /** agent/sync: the MQTT link. Filled with defaults when the file has no `mqtt` key. */
+  mqtt: MqttConfig;
+  sync: SyncConfig;
+  health: HealthConfig;
+}
+
+export interface MqttConfig {
+  /** Absent: the agent runs its embedded broker (`embedded`) and connects to it. */
+  url?: string;
+  client_id?: string;
+  username?: string;
+  password?: string;
+  /** PEM file paths for mqtts. */
+  ca?: string;
+  cert?: string;
+  key?: string;
+  reject_unauthorized: boolean;
+  protocol_version: 4 | 5;
+  keepalive: number;
+  reconnect_period: number;
+  connect_timeout: number;
+  /** `listen` is host:port text (parse with parseListen). */
+  embedded: { listen: string; drain_timeout: number };
+}
+
+export interface SyncConfig {
+  window: number;
+  ack_timeout: number;
+  max_bytes: number;
+}
+
+export interface HealthConfig {
+  telemetry_period: number;
+  enter_after: number;
+  return_after: number;
+  probe_interval: number;
+  probe_timeout: number;
+  /** host:port texts; absent means the broker of mqtt.url. */
+  probes?: string[];
+}

@@ -1,0 +1,87 @@
+import type { Database } from './db.ts';
+
+/**
+ * Migrations only ever add (tables, columns, indexes): an older build must still read
+ * the file after an A/B rollback. Each runs once, in order, inside a transaction.
+ */
+const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 1,
+    name: 'extensions and registrar bindings',
+    sql: `
+      CREATE TABLE extensions (
+        number      TEXT PRIMARY KEY,
+        name        TEXT,
+        realm       TEXT NOT NULL,
+        ha1_md5     TEXT NOT NULL,
+        ha1_sha256  TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+      );
+      CREATE TABLE bindings (
+        extension     TEXT NOT NULL REFERENCES extensions(number) ON DELETE CASCADE,
+        contact       TEXT NOT NULL,
+        instance      TEXT,
+        call_id       TEXT NOT NULL,
+        cseq          INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        q             REAL,
+        source        TEXT NOT NULL,
+        path          TEXT,
+        user_agent    TEXT,
+        registered_at INTEGER NOT NULL,
+        PRIMARY KEY (extension, contact)
+      );
+      CREATE INDEX bindings_expires_at ON bindings(expires_at);
+    `,
+  },
+  {
+    // agent/sync: the outbox (drained in seq order per stream), the per-stream
+    // sequence counters, small sync state (applied config version, health mode) and
+    // the answers to recent commands (commands are idempotent by id).
+    version: 2,
+    name: 'sync outbox and state',
+    sql: `
+      CREATE TABLE sync_streams (
+        stream TEXT PRIMARY KEY,
+        seq    INTEGER NOT NULL
+      );
+      CREATE TABLE sync_outbox (
+        msg_id TEXT PRIMARY KEY,
+        stream TEXT NOT NULL,
+        seq    INTEGER NOT NULL,
+        type   TEXT NOT NULL,
+        boot   TEXT NOT NULL,
+        ts     INTEGER NOT NULL,
+        data   TEXT NOT NULL,
+        bytes  INTEGER NOT NULL,
+        UNIQUE (stream, seq)
+      );
+      CREATE TABLE sync_state (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE sync_commands (
+        id       TEXT PRIMARY KEY,
+        response TEXT NOT NULL,
+        at       INTEGER NOT NULL
+      );
+    `,
+  },
+];
+
+export const latestSchemaVersion = migrations[migrations.length - 1]?.version ?? 0;
+
+export async function migrate(db: Database): Promise<{ from: number; to: number }> {
+  await db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+  const row = await db.get<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations');
+  const from = row?.v ?? 0;
+  for (const m of migrations) {
+    if (m.version <= from) continue;
+    await db.exec(`BEGIN IMMEDIATE; ${m.sql}; INSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, '${m.name.replace(/'/g, "''")}', ${Date.now()}); COMMIT;`).catch(async (err: unknown) => {
+      await db.exec('ROLLBACK').catch(() => undefined);
+      throw err;
+    });
+  }
+  return { from, to: Math.max(from, latestSchemaVersion) };
+}

@@ -1,0 +1,198 @@
+// One MQTT connection, for a site, the controller or a branchctl client: connects in
+// the background and keeps reconnecting, re-subscribes after every connect, and
+// says plainly when it is up or down. Everything above it speaks protocol.ts.
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { SyncError } from './errors.ts';
+import { QOS } from './protocol.ts';
+
+export interface TlsFiles {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  rejectUnauthorized: boolean;
+}
+
+export interface LinkOptions {
+  url: string;
+  clientId: string;
+  protocolVersion: 4 | 5;
+  /** Seconds. */
+  keepalive: number;
+  reconnectPeriodMs: number;
+  connectTimeoutMs: number;
+  username?: string;
+  password?: string;
+  tls?: TlsFiles;
+  /** Built again before every connection attempt, so it can carry fresh fields. */
+  will?: () => { topic: string; payload: Buffer; retain: boolean };
+  logger: Logger;
+}
+
+export interface PublishOptions {
+  retain?: boolean;
+  /** MQTT 5 only; dropped on 3.1.1. */
+  properties?: { responseTopic?: string; correlationData?: Buffer };
+}
+
+export type MessageHandler = (topic: string, payload: Buffer, packet: IPublishPacket) => void;
+
+function readPem(file: string | undefined, what: string): Buffer | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new SyncError('ETLS', `cannot read the ${what} file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export class MqttLink {
+  readonly options: LinkOptions;
+  #client: MqttClient | undefined;
+  readonly #filters = new Set<string>();
+  readonly #handlers = new Set<MessageHandler>();
+  readonly #upListeners = new Set<() => void>();
+  readonly #downListeners = new Set<(reason: string) => void>();
+  #up = false;
+  #lastError: string | undefined;
+
+  constructor(options: LinkOptions) {
+    this.options = options;
+  }
+
+  get connected(): boolean {
+    return this.#up;
+  }
+
+  onUp(listener: () => void): () => void {
+    this.#upListeners.add(listener);
+    return () => this.#upListeners.delete(listener);
+  }
+
+  onDown(listener: (reason: string) => void): () => void {
+    this.#downListeners.add(listener);
+    return () => this.#downListeners.delete(listener);
+  }
+
+  onMessage(handler: MessageHandler): () => void {
+    this.#handlers.add(handler);
+    return () => this.#handlers.delete(handler);
+  }
+
+  /** Starts connecting; never waits for the broker (it may be unreachable for days). */
+  start(): void {
+    const o = this.options;
+    const opts: IClientOptions = {
+      clientId: o.clientId,
+      protocolVersion: o.protocolVersion,
+      keepalive: o.keepalive,
+      reconnectPeriod: o.reconnectPeriodMs,
+      connectTimeout: o.connectTimeoutMs,
+      clean: true,
+      // We re-subscribe ourselves on every connect, after a clean session too.
+      resubscribe: false,
+      // Nothing waits in MQTT.js's memory while offline: the outbox is the queue.
+      queueQoSZero: false,
+    };
+    if (o.username !== undefined) opts.username = o.username;
+    if (o.password !== undefined) opts.password = o.password;
+    if (o.tls) {
+      const ca = readPem(o.tls.ca, 'CA');
+      const cert = readPem(o.tls.cert, 'client certificate');
+      const key = readPem(o.tls.key, 'client key');
+      if (ca) opts.ca = ca;
+      if (cert) opts.cert = cert;
+      if (key) opts.key = key;
+      opts.rejectUnauthorized = o.tls.rejectUnauthorized;
+    }
+    if (o.will) opts.will = { ...o.will(), qos: QOS };
+    const client = mqtt.connect(o.url, opts);
+    this.#client = client;
+
+    client.on('connect', () => {
+      this.#up = true;
+      this.#lastError = undefined;
+      if (this.#filters.size > 0) {
+        client.subscribe([...this.#filters], { qos: QOS }, (err) => {
+          if (err) o.logger.error({ event: 'mqtt.subscribe_failed', err }, 'subscribe failed');
+        });
+      }
+      o.logger.info({ event: 'mqtt.connected', url: o.url, clientId: o.clientId }, 'MQTT link up');
+      for (const l of [...this.#upListeners]) this.#safe(() => l());
+    });
+    client.on('close', () => {
+      // A fresh will for the next attempt (MQTT.js reads options.will on each connect).
+      if (o.will) client.options.will = { ...o.will(), qos: QOS };
+      if (!this.#up) return;
+      this.#up = false;
+      const reason = this.#lastError ?? 'connection closed';
+      o.logger.warn({ event: 'mqtt.disconnected', url: o.url, reason }, 'MQTT link down');
+      for (const l of [...this.#downListeners]) this.#safe(() => l(reason));
+    });
+    client.on('error', (err) => {
+      this.#lastError = err.message;
+      o.logger.debug({ event: 'mqtt.error', err: err.message }, 'MQTT error');
+    });
+    client.on('message', (topic, payload, packet) => {
+      for (const h of [...this.#handlers]) this.#safe(() => h(topic, payload, packet));
+    });
+  }
+
+  #safe(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.options.logger.error({ err }, 'MQTT listener failed');
+    }
+  }
+
+  /** Adds subscriptions; they are renewed on every (re)connect. */
+  subscribe(filters: string[]): Promise<void> {
+    for (const f of filters) this.#filters.add(f);
+    const client = this.#client;
+    if (!client || !this.#up) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      client.subscribe(filters, { qos: QOS }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /**
+   * QoS 1 publish; resolves at the broker's PUBACK. Rejects with ENOTCONNECTED when
+   * the link is down: callers own their retries (the outbox, a command's timeout).
+   */
+  publish(topic: string, payload: Buffer, opts: PublishOptions = {}): Promise<void> {
+    const client = this.#client;
+    if (!client || !this.#up) return Promise.reject(new SyncError('ENOTCONNECTED', `MQTT link to ${this.options.url} is down`));
+    const publishOpts: mqtt.IClientPublishOptions = { qos: QOS, retain: opts.retain ?? false };
+    if (this.options.protocolVersion === 5 && opts.properties) publishOpts.properties = opts.properties;
+    return new Promise((resolve, reject) => {
+      client.publish(topic, payload, publishOpts, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /**
+   * Closes the connection. With `graceful`, in-flight publishes finish first and the
+   * broker does not send the Last Will (the caller published its own farewell).
+   */
+  stop(opts: { graceful?: boolean } = {}): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    if (!client) return Promise.resolve();
+    const wasUp = this.#up;
+    this.#up = false;
+    return new Promise((resolve) => {
+      let finished = false;
+      const done = () => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        if (wasUp) for (const l of [...this.#downListeners]) this.#safe(() => l('stopped'));
+        resolve();
+      };
+      // A graceful end waits for in-flight acks; a dead broker must not hold a stop.
+      const timer = setTimeout(() => client.end(true, {}, done), 2000);
+      client.end(!(opts.graceful ?? true), {}, done);
+    });
+  }
+}

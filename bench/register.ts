@@ -1,0 +1,528 @@
+// Registration benchmark: the highest sustained rate of authenticated REGISTERs
+// (REGISTER → 401 → REGISTER with MD5 digest → 200, 10,000 distinct users) that a
+// registrar answers with no failed registration and under 1 % retransmissions, for
+// Branchline and for Kamailio 5.6 side by side on the same machine.
+//
+//   node bench/register.ts                       # all targets, ~6-9 minutes
+//   node bench/register.ts --targets kamailio1,kamailio-per-core
+//   node bench/register.ts --soak 300 --rate 1000   # memory over a long run (agent)
+//
+// It prints figures, never pass/fail. See bench/README.md for what each one means.
+import os from 'node:os';
+import path from 'node:path';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { startAgent, type AgentHandle, type ExtensionSpec } from '../test/helpers/agent.ts';
+import { kamailioPassword, processGroupPids, startKamailio, type KamailioHandle } from '../test/helpers/kamailio.ts';
+import { freeUdpTcpPort } from '../test/helpers/ports.ts';
+import { registerRequest, UdpPeer } from '../test/helpers/sip-client.ts';
+import { percentile, runSipp, writeUsersFile, type SippResult } from '../test/helpers/sipp.ts';
+
+const DOMAIN = 'branchline.test';
+const TARGET_NAMES = ['agent', 'kamailio1', 'kamailio-per-core'] as const;
+type TargetName = (typeof TARGET_NAMES)[number];
+
+const { values: args } = parseArgs({
+  options: {
+    targets: { type: 'string', default: TARGET_NAMES.join(',') },
+    users: { type: 'string', default: '10000' },
+    'trial-seconds': { type: 'string', default: '10' },
+    'final-seconds': { type: 'string', default: '20' },
+    'start-rate': { type: 'string', default: '1000' },
+    'max-rate': { type: 'string', default: '64000' },
+    soak: { type: 'string' },
+    rate: { type: 'string', default: '1000' },
+    'no-cold-start': { type: 'boolean', default: false },
+    'agent-log-level': { type: 'string', default: 'info' },
+  },
+});
+
+function intArg(name: string, text: string | undefined): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, not ${JSON.stringify(text)}`);
+  return n;
+}
+
+const USERS = intArg('users', args.users);
+const TRIAL_SECONDS = intArg('trial-seconds', args['trial-seconds']);
+const FINAL_SECONDS = intArg('final-seconds', args['final-seconds']);
+const START_RATE = intArg('start-rate', args['start-rate']);
+const MAX_RATE = intArg('max-rate', args['max-rate']);
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const AGENT_LOG_LEVEL = LOG_LEVELS.find((l) => l === args['agent-log-level']);
+if (!AGENT_LOG_LEVEL) throw new Error(`--agent-log-level must be one of ${LOG_LEVELS.join(', ')}`);
+const CPUS = os.availableParallelism();
+// SIPp on core 0, the server on core 1 (when there are two cores to split).
+const SIPP_CPU = CPUS >= 2 ? 0 : undefined;
+const SERVER_CPU = CPUS >= 2 ? 1 : undefined;
+const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64/arm64
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+// ---------------------------------------------------------------- process sampling
+
+interface Usage {
+  /** CPU used by the server's processes over the run, % of one core. */
+  cpuPercent: number;
+  /** Resident memory at the end, MB (RSS; for Kamailio the PSS sum, so shared memory counts once). */
+  memMb: number;
+  memMaxMb: number;
+}
+
+async function procTicks(pid: number): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after "pid (comm) ".
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
+}
+
+async function procMemKb(pid: number, pss: boolean): Promise<number> {
+  try {
+    const text = await readFile(pss ? `/proc/${pid}/smaps_rollup` : `/proc/${pid}/status`, 'utf8');
+    const m = (pss ? /^Pss:\s+([0-9]+) kB/m : /^VmRSS:\s+([0-9]+) kB/m).exec(text);
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+interface Target {
+  name: TargetName;
+  label: string;
+  port: number;
+  pids(): Promise<number[]>;
+  /** Memory as PSS (several processes sharing memory) or RSS (one process). */
+  pss: boolean;
+  stop(): Promise<void>;
+}
+
+async function memKb(target: Target): Promise<number> {
+  let total = 0;
+  for (const pid of await target.pids()) total += await procMemKb(pid, target.pss);
+  return total;
+}
+
+/** Samples the target every second until stopped. */
+function sampleUsage(target: Target, onSample?: (elapsedS: number, memMb: number) => void): { stop(): Promise<Usage> } {
+  const started = performance.now();
+  const ticksOf = async (): Promise<number> => {
+    let t = 0;
+    for (const pid of await target.pids()) t += await procTicks(pid);
+    return t;
+  };
+  const startTicks = ticksOf();
+  let memMaxMb = 0;
+  let lastMb = 0;
+  const timer = setInterval(() => {
+    void memKb(target).then((kb) => {
+      lastMb = kb / 1024;
+      memMaxMb = Math.max(memMaxMb, lastMb);
+      onSample?.((performance.now() - started) / 1000, lastMb);
+    });
+  }, 1000);
+  return {
+    async stop(): Promise<Usage> {
+      clearInterval(timer);
+      const ticks = await ticksOf();
+      const seconds = (performance.now() - started) / 1000;
+      lastMb = (await memKb(target)) / 1024;
+      memMaxMb = Math.max(memMaxMb, lastMb);
+      const begin = await startTicks;
+      return { cpuPercent: ((ticks - begin) / CLK_TCK / seconds) * 100, memMb: lastMb, memMaxMb };
+    },
+  };
+}
+
+// ---------------------------------------------------------------- targets
+
+function extensions(): ExtensionSpec[] {
+  return Array.from({ length: USERS }, (_, i) => {
+    const number = String(10000 + i);
+    // The same derived password as Kamailio's script: one injection file for all.
+    return { number, password: kamailioPassword(number) };
+  });
+}
+
+const AGENT_BENCH_CONFIG = {
+  sip: {
+    // SIPp 3.6.1 answers MD5 challenges only (test/helpers/sipp.ts).
+    auth: { algorithms: ['MD5'] },
+    // One load generator on one address: exempt from per-source rate limits.
+    security: { trusted_networks: ['127.0.0.0/8'] },
+  },
+};
+
+async function startTarget(name: TargetName, port?: number): Promise<Target & { spawnedAt: number }> {
+  if (name === 'agent') {
+    const agent: AgentHandle = await startAgent({
+      extensions: extensions(),
+      extraConfig: AGENT_BENCH_CONFIG,
+      // The shipped level (info) logs a line per registration; Kamailio at debug=1
+      // logs none. --agent-log-level warn shows what the logging costs.
+      logLevel: AGENT_LOG_LEVEL,
+      discardStdout: true,
+      readyTimeoutMs: 120_000,
+      ...(SERVER_CPU !== undefined ? { cpu: SERVER_CPU } : {}),
+      ...(port !== undefined ? { udpPort: port, tcpPort: port } : {}),
+    });
+    return {
+      name,
+      label: `Branchline agent (1 process, SQLite, log ${AGENT_LOG_LEVEL})`,
+      port: agent.udpPort,
+      pids: async () => (agent.running() ? [agent.pid] : []),
+      pss: false,
+      spawnedAt: agent.spawnedAt,
+      stop: async () => {
+        await agent.cleanup();
+      },
+    };
+  }
+  const perCore = name === 'kamailio-per-core';
+  const k: KamailioHandle = await startKamailio({
+    workers: perCore ? CPUS : 1,
+    domain: DOMAIN,
+    sharedMemoryMb: 512,
+    ...(!perCore && SERVER_CPU !== undefined ? { cpus: String(SERVER_CPU) } : {}),
+    ...(port !== undefined ? { port } : {}),
+  });
+  return {
+    name,
+    label: perCore ? `Kamailio 5.6, ${CPUS} UDP workers (all cores)` : 'Kamailio 5.6, 1 UDP worker',
+    port: k.port,
+    pids: () => processGroupPids(k.pid),
+    pss: true,
+    spawnedAt: k.spawnedAt,
+    stop: () => k.stop(),
+  };
+}
+
+// ---------------------------------------------------------------- trials
+
+interface Trial {
+  rate: number;
+  seconds: number;
+  achievedRate: number;
+  successful: number;
+  failed: number;
+  retransmissionPercent: number;
+  passed: boolean;
+  /** SIPp could not generate the rate asked for: the client, not the server, was the limit. */
+  clientLimited: boolean;
+  usage: Usage;
+  failures: Record<string, number>;
+  challengeP50Ms?: number;
+  challengeP99Ms?: number;
+  registerP50Ms?: number;
+  registerP99Ms?: number;
+}
+
+async function trial(target: Target, usersFile: string, sippPort: number, rate: number, seconds: number, rtt: boolean): Promise<Trial> {
+  const calls = Math.round(rate * seconds);
+  const sampler = sampleUsage(target);
+  const r: SippResult = await runSipp({
+    scenario: 'register-auth',
+    remote: `127.0.0.1:${target.port}`,
+    usersFile,
+    localPort: sippPort,
+    calls,
+    rate,
+    // Room for calls in flight when the server lags (the lag then shows as retransmissions).
+    limit: Math.max(2000, rate * 2),
+    authUri: DOMAIN,
+    set: { domain: DOMAIN, expires: 3600 },
+    timeoutMs: (seconds + 40) * 1000,
+    traceRtt: rtt,
+    ...(SIPP_CPU !== undefined ? { cpu: SIPP_CPU } : {}),
+    extraArgs: ['-max_recv_loops', '10000', '-max_sched_loops', '10000', '-buff_size', String(4 << 20)],
+  });
+  const usage = await sampler.stop();
+  // Two requests per registration: the first REGISTER and the one with credentials.
+  const retransmissionPercent = r.totalCalls > 0 ? (r.retransmissions / (2 * r.totalCalls)) * 100 : 0;
+  const t: Trial = {
+    rate,
+    seconds,
+    achievedRate: r.callRate,
+    successful: r.successful,
+    failed: r.failed,
+    retransmissionPercent,
+    passed: r.exitCode === 0 && r.failed === 0 && r.successful === calls && retransmissionPercent < 1,
+    clientLimited: r.callRate < rate * 0.95,
+    usage,
+    failures: r.failures,
+  };
+  if (rtt) {
+    const challenge = r.responseTimes.filter((x) => x.rtd === 1).map((x) => x.ms);
+    const register = r.responseTimes.filter((x) => x.rtd === 2).map((x) => x.ms);
+    t.challengeP50Ms = percentile(challenge, 50);
+    t.challengeP99Ms = percentile(challenge, 99);
+    t.registerP50Ms = percentile(register, 50);
+    t.registerP99Ms = percentile(register, 99);
+  }
+  log(
+    `  ${target.name} @ ${rate}/s for ${seconds}s: ${t.passed ? 'ok ' : 'NO '} achieved ${t.achievedRate.toFixed(0)}/s, ` +
+      `${t.successful} ok, ${t.failed} failed, ${t.retransmissionPercent.toFixed(2)} % retrans, ` +
+      `cpu ${t.usage.cpuPercent.toFixed(0)} %, mem ${t.usage.memMb.toFixed(0)} MB${t.clientLimited ? ' (SIPp could not keep up)' : ''}` +
+      (Object.keys(t.failures).length ? ` ${JSON.stringify(t.failures)}` : ''),
+  );
+  return t;
+}
+
+interface TargetResult {
+  name: TargetName;
+  label: string;
+  maxRate: number;
+  final?: Trial;
+  trials: Trial[];
+  /** True when the search stopped because SIPp, not the server, hit its ceiling. */
+  clientLimited: boolean;
+  error?: string;
+}
+
+/** Doubles the rate until a trial fails, then bisects to within 10 %; confirms with a longer run. */
+async function findMaxRate(target: Target, usersFile: string): Promise<TargetResult> {
+  const sippPort = await freeUdpTcpPort();
+  const trials: Trial[] = [];
+  let good = 0;
+  let bad = 0;
+  let clientLimited = false;
+  for (let rate = START_RATE; rate <= MAX_RATE; rate *= 2) {
+    const t = await trial(target, usersFile, sippPort, rate, TRIAL_SECONDS, false);
+    trials.push(t);
+    if (!t.passed) {
+      bad = rate;
+      break;
+    }
+    good = rate;
+    if (t.clientLimited) {
+      clientLimited = true;
+      break;
+    }
+  }
+  while (bad > 0 && good > 0 && bad - good > good * 0.1 && !clientLimited) {
+    const rate = Math.round((good + bad) / 2 / 100) * 100;
+    if (rate <= good || rate >= bad) break;
+    const t = await trial(target, usersFile, sippPort, rate, TRIAL_SECONDS, false);
+    trials.push(t);
+    if (t.passed) {
+      good = rate;
+      clientLimited = t.clientLimited;
+    } else bad = rate;
+  }
+  // Confirm for longer, with response times; step down 10 % at a time if it fails.
+  let final: Trial | undefined;
+  for (let rate = good, attempts = 0; rate > 0 && attempts < 3; rate = Math.round((rate * 0.9) / 100) * 100, attempts++) {
+    final = await trial(target, usersFile, sippPort, rate, FINAL_SECONDS, true);
+    trials.push(final);
+    if (final.passed) break;
+  }
+  // A failure while SIPp fell short of its rate and the server had CPU to spare is
+  // SIPp's ceiling (one core), not the server's: the rate found is a lower bound.
+  clientLimited ||= trials.some((t) => !t.passed && t.clientLimited && t.usage.cpuPercent < 85);
+  const result: TargetResult = { name: target.name, label: target.label, maxRate: final?.passed ? final.rate : 0, trials, clientLimited };
+  if (final) result.final = final;
+  return result;
+}
+
+// ---------------------------------------------------------------- cold start
+
+interface ColdStart {
+  name: string;
+  /** Spawn to the first 401 seen by a client sending a REGISTER every 5 ms. */
+  firstAnswerMs: number;
+}
+
+async function coldStart(name: TargetName, label: string): Promise<ColdStart> {
+  const port = await freeUdpTcpPort();
+  const peer = await UdpPeer.open();
+  let firstAt = 0;
+  const probe = registerRequest({ user: '10000', domain: DOMAIN, localPort: peer.port, callId: 'cold-start-probe' });
+  const timer = setInterval(() => peer.send(probe, port), 5);
+  const answered = (async () => {
+    for (;;) {
+      const m = await peer.next(200_000);
+      if (m === undefined) return;
+      if (/^SIP\/2\.0 401 /.test(m)) {
+        firstAt = performance.now();
+        return;
+      }
+    }
+  })();
+  let target: (Target & { spawnedAt: number }) | undefined;
+  try {
+    target = await startTarget(name, port);
+    await Promise.race([answered, new Promise((r) => setTimeout(r, 10_000))]);
+    if (firstAt === 0) throw new Error(`${label}: no 401 within 10 s of starting`);
+    return { name: label, firstAnswerMs: firstAt - target.spawnedAt };
+  } finally {
+    clearInterval(timer);
+    peer.close();
+    await target?.stop();
+  }
+}
+
+// ---------------------------------------------------------------- soak
+
+async function soak(seconds: number, rate: number, usersFile: string): Promise<void> {
+  const target = await startTarget('agent');
+  const samples: Array<{ t: number; rssMb: number }> = [];
+  try {
+    log(`soak: agent at ${rate}/s for ${seconds}s, RSS every 10 s`);
+    const sampler = sampleUsage(target, (t, mb) => {
+      if (samples.length === 0 || t - (samples[samples.length - 1]?.t ?? 0) >= 10) {
+        samples.push({ t: Math.round(t), rssMb: Number(mb.toFixed(1)) });
+        log(`  t=${Math.round(t)}s rss=${mb.toFixed(1)} MB`);
+      }
+    });
+    const r = await runSipp({
+      scenario: 'register-auth',
+      remote: `127.0.0.1:${target.port}`,
+      usersFile,
+      calls: rate * seconds,
+      rate,
+      limit: Math.max(2000, rate * 2),
+      authUri: DOMAIN,
+      set: { domain: DOMAIN, expires: 3600 },
+      timeoutMs: (seconds + 60) * 1000,
+      ...(SIPP_CPU !== undefined ? { cpu: SIPP_CPU } : {}),
+      extraArgs: ['-max_recv_loops', '10000', '-max_sched_loops', '10000', '-buff_size', String(4 << 20)],
+    });
+    const usage = await sampler.stop();
+    // The first samples include start-up and the first pass over the users; steady
+    // state is what follows.
+    const steady = samples.filter((s) => s.t >= 30);
+    const first = steady[0] ?? samples[0];
+    const last = steady[steady.length - 1] ?? samples[samples.length - 1];
+    const slope = first && last && last.t > first.t ? ((last.rssMb - first.rssMb) / (last.t - first.t)) * 60 : 0;
+    process.stdout.write(
+      `\nSoak: ${r.successful} registrations ok, ${r.failed} failed, ${r.retransmissions} retransmissions, ` +
+        `achieved ${r.callRate.toFixed(0)}/s, agent cpu ${usage.cpuPercent.toFixed(0)} %\n` +
+        `RSS (MB) every 10 s: ${samples.map((s) => s.rssMb).join(' ')}\n` +
+        `steady-state drift: ${slope.toFixed(2)} MB/min (from t=${first?.t ?? 0}s to t=${last?.t ?? 0}s)\n`,
+    );
+    process.stdout.write(
+      JSON.stringify({ bench: 'register-soak', seconds, rate, successful: r.successful, failed: r.failed, retransmissions: r.retransmissions, cpuPercent: usage.cpuPercent, rssMb: samples, driftMbPerMin: slope }) + '\n',
+    );
+  } finally {
+    await target.stop();
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+function fmt(n: number | undefined, digits = 0): string {
+  if (n === undefined || Number.isNaN(n)) return '-';
+  // SIPp times have 1 ms resolution: 0 means under a millisecond.
+  return n === 0 && digits === 0 ? '<1' : n.toFixed(digits);
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + ' '.repeat(n - s.length);
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'branchline-bench-'));
+  try {
+    const usersFile = await writeUsersFile(
+      path.join(dir, 'users.csv'),
+      Array.from({ length: USERS }, (_, i) => {
+        const user = String(10000 + i);
+        return { user, password: kamailioPassword(user) };
+      }),
+    );
+    if (args.soak !== undefined) {
+      await soak(intArg('soak', args.soak), intArg('rate', args.rate), usersFile);
+      return;
+    }
+    const names = (args.targets ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    for (const n of names) if (!(TARGET_NAMES as readonly string[]).includes(n)) throw new Error(`unknown target ${n}; known: ${TARGET_NAMES.join(', ')}`);
+    log(`register bench: ${USERS} users, ${CPUS} CPUs (SIPp on ${SIPP_CPU ?? 'any'}, server on ${SERVER_CPU ?? 'any'}), trials ${TRIAL_SECONDS}s, final ${FINAL_SECONDS}s`);
+
+    const results: TargetResult[] = [];
+    for (const name of names as TargetName[]) {
+      log(`${name}: starting`);
+      let target: Target | undefined;
+      try {
+        target = await startTarget(name);
+        results.push(await findMaxRate(target, usersFile));
+      } catch (err) {
+        log(`${name}: ${(err as Error).message.split('\n').slice(0, 6).join('\n')}`);
+        results.push({ name, label: name, maxRate: 0, trials: [], clientLimited: false, error: (err as Error).message.split('\n')[0] ?? 'failed' });
+      } finally {
+        await target?.stop();
+      }
+    }
+
+    const colds: ColdStart[] = [];
+    if (!args['no-cold-start']) {
+      for (const name of names as TargetName[]) {
+        if (name === 'kamailio-per-core') continue;
+        try {
+          colds.push(await coldStart(name, name === 'agent' ? `Branchline agent, ${USERS} extensions` : 'Kamailio 5.6, 1 worker'));
+        } catch (err) {
+          log(`cold start ${name}: ${(err as Error).message.split('\n')[0]}`);
+        }
+      }
+    }
+
+    const ours = results.find((r) => r.name === 'agent');
+    const ratio = (other: TargetName): number | undefined => {
+      const o = results.find((r) => r.name === other);
+      return ours && o && o.maxRate > 0 ? ours.maxRate / o.maxRate : undefined;
+    };
+
+    const rows = [['target', 'max rate/s', 'failed', 'retrans %', '401 p50/p99 ms', '200 p50/p99 ms', 'server CPU %', 'mem MB', 'note']];
+    for (const r of results) {
+      const f = r.final;
+      rows.push([
+        r.label,
+        r.error ? 'error' : String(r.maxRate),
+        f ? String(f.failed) : '-',
+        f ? f.retransmissionPercent.toFixed(2) : '-',
+        f ? `${fmt(f.challengeP50Ms)}/${fmt(f.challengeP99Ms)}` : '-',
+        f ? `${fmt(f.registerP50Ms)}/${fmt(f.registerP99Ms)}` : '-',
+        f ? f.usage.cpuPercent.toFixed(0) : '-',
+        f ? f.usage.memMb.toFixed(0) : '-',
+        r.error ?? (r.clientLimited ? 'lower bound: SIPp (1 core) hit its ceiling first' : ''),
+      ]);
+    }
+    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
+    let out = `\nAuthenticated REGISTER, ${USERS} users, zero failures and < 1 % retransmissions, final run ${FINAL_SECONDS}s\n`;
+    for (const row of rows) out += row.map((c, i) => pad(c, widths[i] ?? 0)).join('  ') + '\n';
+    const r1 = ratio('kamailio1');
+    const rN = ratio('kamailio-per-core');
+    if (r1 !== undefined) out += `Branchline / Kamailio (1 worker): ${r1.toFixed(2)}\n`;
+    if (rN !== undefined) out += `Branchline / Kamailio (${CPUS} workers): ${rN.toFixed(2)}\n`;
+    for (const c of colds) out += `cold start to first 401, ${c.name}: ${c.firstAnswerMs.toFixed(0)} ms\n`;
+    out += 'Memory: agent RSS; Kamailio PSS summed over its processes (its shared memory counted once).\n';
+    process.stdout.write(out);
+    process.stdout.write(
+      JSON.stringify({
+        bench: 'register',
+        users: USERS,
+        cpus: CPUS,
+        trialSeconds: TRIAL_SECONDS,
+        finalSeconds: FINAL_SECONDS,
+        targets: results,
+        ratioVsKamailio1: r1 ?? null,
+        ratioVsKamailioPerCore: rN ?? null,
+        coldStart: colds,
+      }) + '\n',
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    log(`bench failed: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  },
+);

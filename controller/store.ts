@@ -1,0 +1,248 @@
+// The controller's own store: SQLite in the state directory (one file, WAL, fsync
+// on commit). Ingested messages are keyed by their id, so a message sent twice is
+// stored once; the fleet's state (site states, config versions) lives beside them.
+import path from 'node:path';
+import { Database, type SqlValue } from '../agent/store/db.ts';
+import type { RecordRow, SiteStateName, SiteSummary, StreamName, UpMessage } from '../agent/sync/protocol.ts';
+
+export const controllerStoreFile = 'controller.sqlite';
+
+const migrations: ReadonlyArray<{ version: number; sql: string }> = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE sites (
+        site            TEXT PRIMARY KEY,
+        state           TEXT NOT NULL DEFAULT 'offline',
+        state_since     INTEGER,
+        agent           TEXT,
+        boot            TEXT,
+        config_version  INTEGER NOT NULL DEFAULT 0,
+        reported        TEXT,
+        desired_version INTEGER NOT NULL DEFAULT 0,
+        desired_config  TEXT,
+        last_seen       INTEGER,
+        telemetry       TEXT,
+        telemetry_ts    INTEGER
+      );
+      CREATE TABLE messages (
+        id          TEXT PRIMARY KEY,
+        site        TEXT NOT NULL,
+        stream      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        boot        TEXT NOT NULL,
+        ts          INTEGER NOT NULL,
+        type        TEXT NOT NULL,
+        data        TEXT NOT NULL,
+        received_at INTEGER NOT NULL
+      );
+      CREATE INDEX messages_site_stream_seq ON messages(site, stream, seq);
+    `,
+  },
+];
+
+export interface IngestResult {
+  inserted: number;
+  duplicates: number;
+}
+
+/** Rows per multi-row INSERT: 9 parameters each, far below SQLite's limit. */
+const ROWS_PER_STATEMENT = 400;
+
+export class ControllerStore {
+  readonly #db: Database;
+  /** Every write goes through this chain: one transaction at a time on the connection. */
+  #chain: Promise<unknown> = Promise.resolve();
+
+  private constructor(db: Database) {
+    this.#db = db;
+  }
+
+  static async open(stateDir: string): Promise<ControllerStore> {
+    const db = await Database.open(path.join(stateDir, controllerStoreFile));
+    await db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    const row = await db.get<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations');
+    const from = row?.v ?? 0;
+    for (const m of migrations) {
+      if (m.version <= from) continue;
+      await db.exec(`BEGIN IMMEDIATE; ${m.sql}; INSERT INTO schema_migrations (version, applied_at) VALUES (${m.version}, ${Date.now()}); COMMIT;`);
+    }
+    return new ControllerStore(db);
+  }
+
+  close(): Promise<void> {
+    return this.#chain.then(() => this.#db.close());
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(fn);
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Runs statements in one transaction and returns each one's change count. */
+  #transaction(statements: Array<{ sql: string; params: SqlValue[] }>): Promise<number[]> {
+    const raw = this.#db.raw;
+    return new Promise((resolve, reject) => {
+      const changes: number[] = [];
+      let failure: Error | undefined;
+      raw.run('BEGIN IMMEDIATE', (err: Error | null) => {
+        if (err) failure = err;
+      });
+      for (const s of statements) {
+        raw.run(s.sql, s.params, function (this: { changes: number }, err: Error | null) {
+          if (err && !failure) failure = err;
+          changes.push(err ? 0 : this.changes);
+        });
+      }
+      // Serialized connection: this callback runs after every statement above has
+      // reported, so the COMMIT/ROLLBACK decision sees all of them.
+      raw.get('SELECT 1', () => {
+        if (failure) {
+          const cause = failure;
+          raw.run('ROLLBACK', () => reject(cause));
+          return;
+        }
+        raw.run('COMMIT', (err: Error | null) => {
+          if (err) raw.run('ROLLBACK', () => reject(err));
+          else resolve(changes);
+        });
+      });
+    });
+  }
+
+  /**
+   * Commits a batch of up messages; duplicates (an id already stored) are ignored.
+   * Telemetry is not kept as history: each site's latest sample replaces the last.
+   */
+  ingest(messages: readonly UpMessage[], now = Date.now()): Promise<IngestResult> {
+    return this.#serial(async () => {
+      const stored = messages.filter((m) => m.stream !== 'telemetry');
+      const statements: Array<{ sql: string; params: SqlValue[] }> = [];
+      for (let i = 0; i < stored.length; i += ROWS_PER_STATEMENT) {
+        const chunk = stored.slice(i, i + ROWS_PER_STATEMENT);
+        const params: SqlValue[] = [];
+        for (const m of chunk) params.push(m.id, m.site, m.stream, m.seq, m.boot, m.ts, m.type, JSON.stringify(m.data), now);
+        statements.push({
+          sql: `INSERT OR IGNORE INTO messages (id, site, stream, seq, boot, ts, type, data, received_at) VALUES ${chunk.map(() => '(?,?,?,?,?,?,?,?,?)').join(',')}`,
+          params,
+        });
+      }
+      const insertCount = statements.length;
+      const sites = new Set(messages.map((m) => m.site));
+      for (const site of sites) {
+        statements.push({ sql: 'INSERT INTO sites (site, last_seen) VALUES (?, ?) ON CONFLICT(site) DO UPDATE SET last_seen = excluded.last_seen', params: [site, now] });
+      }
+      for (const m of messages) {
+        if (m.stream !== 'telemetry') continue;
+        statements.push({
+          sql: 'UPDATE sites SET telemetry = ?, telemetry_ts = ? WHERE site = ? AND (telemetry_ts IS NULL OR telemetry_ts <= ?)',
+          params: [JSON.stringify(m.data), m.ts, m.site, m.ts],
+        });
+      }
+      const changes = await this.#transaction(statements);
+      const inserted = changes.slice(0, insertCount).reduce((a, b) => a + b, 0);
+      return { inserted, duplicates: stored.length - inserted };
+    });
+  }
+
+  setSiteState(s: { site: string; state: SiteStateName; agent: string; boot: string; config_version: number; since: number }, now = Date.now()): Promise<void> {
+    return this.#serial(async () => {
+      await this.#transaction([
+        {
+          sql: `INSERT INTO sites (site, state, state_since, agent, boot, config_version, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(site) DO UPDATE SET state = excluded.state, state_since = excluded.state_since, agent = excluded.agent,
+                  boot = excluded.boot, config_version = excluded.config_version, last_seen = excluded.last_seen`,
+          params: [s.site, s.state, s.since, s.agent, s.boot, s.config_version, now],
+        },
+      ]);
+    });
+  }
+
+  setReported(site: string, version: number, reported: unknown): Promise<void> {
+    return this.#serial(async () => {
+      await this.#transaction([
+        {
+          sql: `INSERT INTO sites (site, config_version, reported) VALUES (?, ?, ?)
+                ON CONFLICT(site) DO UPDATE SET config_version = excluded.config_version, reported = excluded.reported`,
+          params: [site, version, JSON.stringify(reported)],
+        },
+      ]);
+    });
+  }
+
+  /**
+   * Sets the desired config of a site to the next version. With `baseVersion`, only
+   * if that is still the current version (optimistic concurrency); returns the new
+   * version, or `{ conflict }` with the current one.
+   */
+  pushDesired(site: string, config: Record<string, unknown>, baseVersion?: number): Promise<{ version: number } | { conflict: number }> {
+    return this.#serial(async () => {
+      const row = await this.#db.get<{ v: number }>('SELECT desired_version AS v FROM sites WHERE site = ?', [site]);
+      const current = row?.v ?? 0;
+      if (baseVersion !== undefined && baseVersion !== current) return { conflict: current };
+      const version = current + 1;
+      await this.#transaction([
+        {
+          sql: `INSERT INTO sites (site, desired_version, desired_config) VALUES (?, ?, ?)
+                ON CONFLICT(site) DO UPDATE SET desired_version = excluded.desired_version, desired_config = excluded.desired_config`,
+          params: [site, version, JSON.stringify(config)],
+        },
+      ]);
+      return { version };
+    });
+  }
+
+  async desired(site: string): Promise<{ version: number; config: Record<string, unknown> } | undefined> {
+    const row = await this.#db.get<{ v: number; c: string | null }>('SELECT desired_version AS v, desired_config AS c FROM sites WHERE site = ?', [site]);
+    if (!row || row.c === null) return undefined;
+    return { version: row.v, config: JSON.parse(row.c) as Record<string, unknown> };
+  }
+
+  async sites(): Promise<SiteSummary[]> {
+    const rows = await this.#db.all<{
+      site: string;
+      state: string;
+      state_since: number | null;
+      agent: string | null;
+      boot: string | null;
+      config_version: number;
+      desired_version: number;
+      last_seen: number | null;
+      records: number;
+    }>(
+      `SELECT s.site, s.state, s.state_since, s.agent, s.boot, s.config_version, s.desired_version, s.last_seen,
+              (SELECT COUNT(*) FROM messages m WHERE m.site = s.site AND m.stream = 'records') AS records
+         FROM sites s ORDER BY s.site`,
+    );
+    return rows.map((r) => ({
+      site: r.site,
+      state: r.state as SiteStateName,
+      config_version: r.config_version,
+      desired_version: r.desired_version,
+      records: r.records,
+      agent: r.agent,
+      boot: r.boot,
+      last_seen: r.last_seen,
+      state_since: r.state_since,
+    }));
+  }
+
+  async messages(site: string, stream: StreamName, opts: { limit?: number; afterSeq?: number } = {}): Promise<RecordRow[]> {
+    const rows = await this.#db.all<{ id: string; site: string; seq: number; boot: string; ts: number; type: string; data: string; received_at: number }>(
+      'SELECT id, site, seq, boot, ts, type, data, received_at FROM messages WHERE site = ? AND stream = ? AND seq > ? ORDER BY seq LIMIT ?',
+      [site, stream, opts.afterSeq ?? 0, opts.limit ?? 1_000_000],
+    );
+    return rows.map((r) => ({ ...r, data: JSON.parse(r.data) as unknown }));
+  }
+
+  async count(site: string, stream: StreamName): Promise<number> {
+    const row = await this.#db.get<{ n: number }>('SELECT COUNT(*) AS n FROM messages WHERE site = ? AND stream = ?', [site, stream]);
+    return row?.n ?? 0;
+  }
+
+  async telemetry(site: string): Promise<unknown> {
+    const row = await this.#db.get<{ t: string | null }>('SELECT telemetry AS t FROM sites WHERE site = ?', [site]);
+    return row?.t ? (JSON.parse(row.t) as unknown) : null;
+  }
+}

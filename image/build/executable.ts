@@ -1,0 +1,160 @@
+// The single executable: the agent bundled by esbuild into one CommonJS file, turned
+// into a Node single-executable-application blob, and injected with postject into a
+// copy of the same Node 24 binary that runs the build (the blob must come from the
+// Node it is injected into). See docs/decisions/0004-single-executable.md.
+import { execFile } from 'node:child_process';
+import { chmodSync, copyFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import * as esbuild from 'esbuild';
+
+const run = promisify(execFile);
+const require = createRequire(import.meta.url);
+
+/** From Node's single-executable-applications documentation: the fuse flipped by injection. */
+export const SEA_SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+export const SEA_RESOURCE = 'NODE_SEA_BLOB';
+
+export class BuildError extends Error {
+  readonly code: 'EBUILD_BUNDLE' | 'EBUILD_SEA' | 'EBUILD_INJECT';
+  constructor(code: BuildError['code'], message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** A native addon the bundle loads, and where the build finds it. */
+export interface NativeAddon {
+  /** The name the package asks `bindings` for. */
+  name: string;
+  /** The built addon in node_modules. */
+  source: string;
+}
+
+export function nativeAddons(repoRoot: string): NativeAddon[] {
+  return [{ name: 'node_sqlite3.node', source: path.join(repoRoot, 'node_modules/sqlite3/build/Release/node_sqlite3.node') }];
+}
+
+/**
+ * `bindings` finds an addon by walking up from the calling file, which a bundle no
+ * longer has. Replace it: load the addon by name from the executable's own folder.
+ */
+function nativeAddonPlugin(addons: readonly NativeAddon[]): esbuild.Plugin {
+  const known = JSON.stringify(addons.map((a) => a.name));
+  return {
+    name: 'branchline-native-addons',
+    setup(build) {
+      build.onResolve({ filter: /^bindings$/ }, () => ({ path: 'bindings', namespace: 'branchline-native' }));
+      build.onLoad({ filter: /.*/, namespace: 'branchline-native' }, () => ({
+        loader: 'js',
+        contents: `
+          const path = require('node:path');
+          const shipped = ${known};
+          module.exports = function bindings(options) {
+            const name = path.basename(typeof options === 'string' ? options : options.bindings);
+            const file = name.endsWith('.node') ? name : name + '.node';
+            if (!shipped.includes(file)) throw new Error('native addon ' + file + ' is not shipped in this image');
+            const mod = { exports: {} };
+            process.dlopen(mod, path.join(path.dirname(process.execPath), file));
+            return mod.exports;
+          };`,
+      }));
+    },
+  };
+}
+
+/** Bundles agent/cli.ts (and everything it imports) into one CommonJS file. */
+export async function bundleAgent(repoRoot: string, outFile: string): Promise<{ bytes: number }> {
+  let result: esbuild.BuildResult<{ metafile: true }>;
+  try {
+    result = await esbuild.build({
+      entryPoints: [path.join(repoRoot, 'agent/cli.ts')],
+      outfile: outFile,
+      bundle: true,
+      platform: 'node',
+      target: 'node24',
+      format: 'cjs',
+      metafile: true,
+      legalComments: 'none',
+      logLevel: 'silent',
+      // Sources find package.json as `new URL('../package.json', import.meta.url)`. In
+      // the executable that URL is the binary itself (SLOT/bin/branchline), so the
+      // same expression reads SLOT/package.json, which the image carries.
+      define: { 'import.meta.url': '__branchlineImportMetaUrl' },
+      banner: { js: "const __branchlineImportMetaUrl = require('node:url').pathToFileURL(process.execPath).href;" },
+      plugins: [nativeAddonPlugin(nativeAddons(repoRoot))],
+    });
+  } catch (err) {
+    const errors = (err as { errors?: esbuild.Message[] }).errors ?? [];
+    const first = errors[0];
+    const where = first?.location ? `${first.location.file}:${first.location.line}: ` : '';
+    throw new BuildError('EBUILD_BUNDLE', `esbuild could not bundle the agent: ${where}${first?.text ?? (err as Error).message}`, { cause: err });
+  }
+  if (result.warnings.length > 0) {
+    const w = result.warnings[0]!;
+    throw new BuildError('EBUILD_BUNDLE', `esbuild warned (a warning here is a runtime failure in the binary): ${w.location?.file ?? ''}:${w.location?.line ?? ''} ${w.text}`);
+  }
+  const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
+  return { bytes };
+}
+
+export interface ExecutableOptions {
+  repoRoot: string;
+  /** A scratch folder for the bundle and blob. */
+  workDir: string;
+  /** Where the executable goes. */
+  out: string;
+  /** The Node binary to inject into; the build's own Node by default (same version as the blob). */
+  nodeBinary?: string;
+  /** Drop the debug symbols of the Node binary (about 18 MB) before injecting. */
+  strip?: boolean;
+}
+
+export async function buildExecutable(opts: ExecutableOptions): Promise<{ bundleBytes: number }> {
+  const main = path.join(opts.workDir, 'branchline.cjs');
+  const blob = path.join(opts.workDir, 'sea-prep.blob');
+  const seaConfig = path.join(opts.workDir, 'sea-config.json');
+  const { bytes } = await bundleAgent(opts.repoRoot, main);
+  writeFileSync(
+    seaConfig,
+    JSON.stringify({
+      main,
+      output: blob,
+      disableExperimentalSEAWarning: true,
+      // Off: a code cache is tied to the exact V8 build and CPU flags, and makes the
+      // blob differ between build machines; the build must be reproducible.
+      useCodeCache: false,
+      useSnapshot: false,
+      // The service unit also drops NODE_OPTIONS; here the binary itself ignores it,
+      // so no environment can inject code or flags into the agent.
+      execArgv: [],
+      execArgvExtension: 'none',
+    }),
+  );
+  try {
+    await run(process.execPath, ['--experimental-sea-config', seaConfig], { cwd: opts.workDir });
+  } catch (err) {
+    throw new BuildError('EBUILD_SEA', `node could not write the SEA blob: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`, { cause: err });
+  }
+  const nodeBinary = opts.nodeBinary ?? process.execPath;
+  if (opts.strip ?? true) {
+    try {
+      await run('strip', ['--strip-all', '-o', opts.out, nodeBinary]);
+    } catch {
+      copyFileSync(nodeBinary, opts.out); // no binutils: a larger but equally working binary
+    }
+  } else {
+    copyFileSync(nodeBinary, opts.out);
+  }
+  chmodSync(opts.out, 0o755);
+  try {
+    // The CLI rather than the API: postject's ELF library prints harmless warnings on
+    // Node's many note sections; captured here, shown only if injection fails.
+    const cli = path.join(path.dirname(require.resolve('postject')), 'cli.js');
+    await run(process.execPath, [cli, opts.out, SEA_RESOURCE, blob, '--sentinel-fuse', SEA_SENTINEL_FUSE], { maxBuffer: 16 * 1024 * 1024 });
+  } catch (err) {
+    throw new BuildError('EBUILD_INJECT', `postject could not inject the blob: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`, { cause: err });
+  }
+  return { bundleBytes: bytes };
+}
