@@ -112,7 +112,13 @@ export class Agent {
       maxMessageBytes: config.sip.max_message_bytes,
       maxTcpConnections: config.sip.tcp_max_connections,
       tcpIdleTimeoutMs: config.sip.tcp_idle_timeout * 1000,
-      checks: { supportedExtensions: new Set(['path', 'outbound']), acceptedContentTypes: new Set(['application/sdp']) },
+      checks: {
+        supportedExtensions: new Set(['path', 'outbound']),
+        acceptedContentTypes: new Set(['application/sdp']),
+        // The agent is the endpoint of every request it takes (registrar, B2BUA), never
+        // a proxy, so Max-Forwards: 0 is processed normally (RFC 4475 3.3.11).
+        isLocal: () => true,
+      },
       logger: logger.child({ subsystem: 'sip' }),
     });
     this.#stack.setRequestFilter((req, source) => guard.filter(req, source));

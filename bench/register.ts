@@ -16,7 +16,7 @@ import { startAgent, type AgentHandle, type ExtensionSpec } from '../test/helper
 import { kamailioPassword, processGroupPids, startKamailio, type KamailioHandle } from '../test/helpers/kamailio.ts';
 import { freeUdpTcpPort } from '../test/helpers/ports.ts';
 import { registerRequest, UdpPeer } from '../test/helpers/sip-client.ts';
-import { percentile, runSipp, writeUsersFile, type SippResult } from '../test/helpers/sipp.ts';
+import { percentile, runSipp, unexpectedResponses, writeUsersFile, type SippResult } from '../test/helpers/sipp.ts';
 
 const DOMAIN = 'branchline.test';
 const TARGET_NAMES = ['agent', 'kamailio1', 'kamailio-per-core'] as const;
@@ -215,7 +215,13 @@ interface Trial {
   /** SIPp could not generate the rate asked for: the client, not the server, was the limit. */
   clientLimited: boolean;
   usage: Usage;
+  /** SIPp's own CPU, % of its core: near 100 means the load generator is the limit. */
+  sippCpuPercent: number;
   failures: Record<string, number>;
+  /** What SIPp got instead of what it expected, e.g. { "expected 200, got 500": 3 }. */
+  unexpected: Record<string, number>;
+  /** Seconds the server then took to go idle (backlog drained), or -1 if it did not within 30 s. */
+  drainSeconds: number;
   challengeP50Ms?: number;
   challengeP99Ms?: number;
   registerP50Ms?: number;
@@ -225,7 +231,21 @@ interface Trial {
 async function trial(target: Target, usersFile: string, sippPort: number, rate: number, seconds: number, rtt: boolean): Promise<Trial> {
   const calls = Math.round(rate * seconds);
   const sampler = sampleUsage(target);
+  let sippPid = 0;
+  let sippStartTicks = 0;
+  let sippEndTicks = 0;
+  let sippStarted = 0;
+  let sippLastSample = 0;
+  // Sampled while SIPp runs: its /proc entry is gone once it has exited.
+  const sippSampler = setInterval(() => {
+    if (sippPid) void procTicks(sippPid).then((t) => { if (t > 0) { sippEndTicks = t; sippLastSample = performance.now(); } });
+  }, 500);
   const r: SippResult = await runSipp({
+    onSpawn: (pid) => {
+      sippPid = pid;
+      sippStarted = performance.now();
+      void procTicks(pid).then((t) => { sippStartTicks = t; });
+    },
     scenario: 'register-auth',
     remote: `127.0.0.1:${target.port}`,
     usersFile,
@@ -241,7 +261,10 @@ async function trial(target: Target, usersFile: string, sippPort: number, rate: 
     ...(SIPP_CPU !== undefined ? { cpu: SIPP_CPU } : {}),
     extraArgs: ['-max_recv_loops', '10000', '-max_sched_loops', '10000', '-buff_size', String(4 << 20)],
   });
+  clearInterval(sippSampler);
   const usage = await sampler.stop();
+  const sippSeconds = (sippLastSample - sippStarted) / 1000;
+  const sippCpuPercent = sippSeconds > 0 ? ((sippEndTicks - sippStartTicks) / CLK_TCK / sippSeconds) * 100 : 0;
   // Two requests per registration: the first REGISTER and the one with credentials.
   const retransmissionPercent = r.totalCalls > 0 ? (r.retransmissions / (2 * r.totalCalls)) * 100 : 0;
   const t: Trial = {
@@ -252,9 +275,12 @@ async function trial(target: Target, usersFile: string, sippPort: number, rate: 
     failed: r.failed,
     retransmissionPercent,
     passed: r.exitCode === 0 && r.failed === 0 && r.successful === calls && retransmissionPercent < 1,
-    clientLimited: r.callRate < rate * 0.95,
+    clientLimited: r.callRate < rate * 0.95 && sippCpuPercent > 90,
     usage,
+    sippCpuPercent,
     failures: r.failures,
+    unexpected: unexpectedResponses(r),
+    drainSeconds: await waitIdle(target),
   };
   if (rtt) {
     const challenge = r.responseTimes.filter((x) => x.rtd === 1).map((x) => x.ms);
@@ -267,10 +293,25 @@ async function trial(target: Target, usersFile: string, sippPort: number, rate: 
   log(
     `  ${target.name} @ ${rate}/s for ${seconds}s: ${t.passed ? 'ok ' : 'NO '} achieved ${t.achievedRate.toFixed(0)}/s, ` +
       `${t.successful} ok, ${t.failed} failed, ${t.retransmissionPercent.toFixed(2)} % retrans, ` +
-      `cpu ${t.usage.cpuPercent.toFixed(0)} %, mem ${t.usage.memMb.toFixed(0)} MB${t.clientLimited ? ' (SIPp could not keep up)' : ''}` +
-      (Object.keys(t.failures).length ? ` ${JSON.stringify(t.failures)}` : ''),
+      `cpu ${t.usage.cpuPercent.toFixed(0)} % (SIPp ${t.sippCpuPercent.toFixed(0)} %), mem ${t.usage.memMb.toFixed(0)} MB${t.clientLimited ? ' (SIPp at its ceiling)' : ''}` +
+      (Object.keys(t.unexpected).length ? ` ${JSON.stringify(t.unexpected)}` : Object.keys(t.failures).length ? ` ${JSON.stringify(t.failures)}` : '') +
+      (t.drainSeconds > 1 ? `; idle again after ${t.drainSeconds.toFixed(0)} s` : t.drainSeconds < 0 ? '; still busy 30 s later' : ''),
   );
   return t;
+}
+
+/**
+ * Waits until the server uses under 5 % of a core over a second (max 30 s): a trial
+ * that overloaded it leaves a backlog, which must not count against the next one.
+ */
+async function waitIdle(target: Target): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < 30_000) {
+    const window = sampleUsage(target);
+    await new Promise((r) => setTimeout(r, 1000));
+    if ((await window.stop()).cpuPercent < 5) return (performance.now() - started) / 1000;
+  }
+  return -1;
 }
 
 interface TargetResult {
@@ -291,17 +332,21 @@ async function findMaxRate(target: Target, usersFile: string): Promise<TargetRes
   let good = 0;
   let bad = 0;
   let clientLimited = false;
-  for (let rate = START_RATE; rate <= MAX_RATE; rate *= 2) {
+  // Up by doubling from the start rate; down by halving if even that fails.
+  for (let rate = START_RATE; rate <= MAX_RATE && rate >= 50; ) {
     const t = await trial(target, usersFile, sippPort, rate, TRIAL_SECONDS, false);
     trials.push(t);
-    if (!t.passed) {
+    if (t.passed) {
+      good = rate;
+      if (t.clientLimited || bad > 0) {
+        clientLimited = t.clientLimited;
+        break;
+      }
+      rate *= 2;
+    } else {
       bad = rate;
-      break;
-    }
-    good = rate;
-    if (t.clientLimited) {
-      clientLimited = true;
-      break;
+      if (good > 0) break;
+      rate = Math.floor(rate / 2);
     }
   }
   while (bad > 0 && good > 0 && bad - good > good * 0.1 && !clientLimited) {
@@ -314,16 +359,16 @@ async function findMaxRate(target: Target, usersFile: string): Promise<TargetRes
       clientLimited = t.clientLimited;
     } else bad = rate;
   }
-  // Confirm for longer, with response times; step down 10 % at a time if it fails.
+  // Confirm for longer, with response times; step down 15 % at a time if it fails.
   let final: Trial | undefined;
-  for (let rate = good, attempts = 0; rate > 0 && attempts < 3; rate = Math.round((rate * 0.9) / 100) * 100, attempts++) {
+  for (let rate = good, attempts = 0; rate >= 50 && attempts < 5; rate = Math.round((rate * 0.85) / 50) * 50, attempts++) {
     final = await trial(target, usersFile, sippPort, rate, FINAL_SECONDS, true);
     trials.push(final);
     if (final.passed) break;
   }
-  // A failure while SIPp fell short of its rate and the server had CPU to spare is
-  // SIPp's ceiling (one core), not the server's: the rate found is a lower bound.
-  clientLimited ||= trials.some((t) => !t.passed && t.clientLimited && t.usage.cpuPercent < 85);
+  // A failure while SIPp fell short of its rate with its own core saturated is
+  // SIPp's ceiling, not the server's: the rate found is then a lower bound.
+  clientLimited ||= trials.some((t) => !t.passed && t.clientLimited);
   const result: TargetResult = { name: target.name, label: target.label, maxRate: final?.passed ? final.rate : 0, trials, clientLimited };
   if (final) result.final = final;
   return result;
@@ -441,6 +486,8 @@ async function main(): Promise<void> {
     }
     const names = (args.targets ?? '').split(',').map((s) => s.trim()).filter(Boolean);
     for (const n of names) if (!(TARGET_NAMES as readonly string[]).includes(n)) throw new Error(`unknown target ${n}; known: ${TARGET_NAMES.join(', ')}`);
+    const [load1 = 0] = os.loadavg();
+    if (load1 > 0.5) log(`warning: load average ${load1.toFixed(2)} before the bench: other work on this machine will lower and scatter the figures`);
     log(`register bench: ${USERS} users, ${CPUS} CPUs (SIPp on ${SIPP_CPU ?? 'any'}, server on ${SERVER_CPU ?? 'any'}), trials ${TRIAL_SECONDS}s, final ${FINAL_SECONDS}s`);
 
     const results: TargetResult[] = [];
@@ -506,6 +553,7 @@ async function main(): Promise<void> {
         bench: 'register',
         users: USERS,
         cpus: CPUS,
+        loadAverageAtStart: load1,
         trialSeconds: TRIAL_SECONDS,
         finalSeconds: FINAL_SECONDS,
         targets: results,

@@ -22,6 +22,7 @@ export interface PreRebootValue {
   expectBindings: ExpectedBinding[];
 }
 
+const secs = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function preReboot(input: PreRebootInput): Promise<HookResult<PreRebootValue>> {
@@ -35,7 +36,7 @@ export async function preReboot(input: PreRebootInput): Promise<HookResult<PreRe
       return {
         outcome: {
           status: 'postponed',
-          detail: `${calls} call(s) still active after ${Math.round(waited / 1000)} s (deadline ${Math.round(input.deadlineMs / 1000)} s); not switching — run the update again to retry`,
+          detail: `${calls} call(s) still active after ${secs(waited)} (deadline ${secs(input.deadlineMs)}); not switching — run the update again to retry`,
           data: { active_calls: calls, waited_ms: Math.round(waited), source: input.calls.description },
         },
         value: { waitedMs: waited, expectBindings: [] },
@@ -47,7 +48,7 @@ export async function preReboot(input: PreRebootInput): Promise<HookResult<PreRe
   }
   const waitedMs = performance.now() - started;
   const expectBindings = input.stateDir ? await snapshotBindings(input.stateDir) : [];
-  const detail = peak > 0 ? `waited ${Math.round(waitedMs / 1000)} s for ${peak} call(s) to end` : 'no active call';
+  const detail = peak > 0 ? `waited ${secs(waitedMs)} for ${peak} call(s) to end` : 'no active call';
   return {
     outcome: ok(`${detail}; ${expectBindings.length} registration(s) to find again after the switch`, {
       waited_ms: Math.round(waitedMs),

@@ -24,20 +24,11 @@ import { MediaStateError } from './errors.ts';
 import { decodeG711, encodeG711, FRAME_SAMPLES, staticPayloadType, transcodeG711InPlace, type CodecName } from './g711.ts';
 import type { MediaClock } from './media-clock.ts';
 import type { PortPool, SocketPair } from './port-pool.ts';
-import {
-  buildBye,
-  buildReceiverReport,
-  buildSdes,
-  buildSenderReport,
-  ntpFromUnixMs,
-  ntpMiddle32,
-  parseRtcp,
-  type ReportBlock,
-  type RtcpPacket,
-} from './rtcp.ts';
+import { parseRtcp, type RtcpPacket } from './rtcp.ts';
+import { RtcpReporter, type RemoteReport } from './rtcp-reporter.ts';
 import { createRtpView, looksLikeRtcp, parseRtpInto, RTP_HEADER_BYTES, writeRtpFields, writeRtpHeader, type RtpView } from './rtp-packet.ts';
 import { RtpReceiveStats } from './rtp-stats.ts';
-import type { Direction } from './sdp.ts';
+import type { Direction, NegotiatedMedia } from './sdp.ts';
 import {
   digitToEvent,
   readTelephoneEvent,
@@ -102,7 +93,7 @@ export interface RtpSessionStats {
   /** Forwarded packets dropped because local audio or digits had the stream. */
   forwardDropped: number;
   /** What the peer last reported about our stream (RTCP), if anything. */
-  remoteReport: { fractionLost: number; cumulativeLost: number; jitterMs: number } | undefined;
+  remoteReport: RemoteReport | undefined;
 }
 
 /** Receives every RTP packet (audio and telephone-event) for forwarding; owns the buffer. */
@@ -162,7 +153,8 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
   #needMarker = true;
   #sentSinceReport = false;
 
-  // Where we send.
+  // Where we send: what SDP said (#signalled) and what latching learnt (#remote*).
+  #signalled: { address: string; port: number } | undefined;
   #remoteAddress: string | undefined;
   #remotePort = 0;
   #remoteRtcpAddress: string | undefined;
@@ -189,9 +181,7 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
   #detector: DtmfDetector | undefined;
   #pcm = new Int16Array(FRAME_SAMPLES * 4);
   #sink: PacketSink | undefined;
-  #lastSr: { middle: number; at: number } | undefined;
-  #remoteReport: RtpSessionStats['remoteReport'];
-  #rtcpCountdown = 0;
+  #rtcp: RtcpReporter | undefined;
 
   #packetsSent = 0;
   #octetsSent = 0;
@@ -264,14 +254,19 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
     if (this.options.remote) this.setRemote(this.options.remote);
     if (this.options.inbandDtmf) this.setInbandDtmf(true);
     this.#lastRtpAt = performance.now();
-    this.#scheduleRtcp();
+    this.#rtcp = new RtcpReporter(
+      this.#ssrc,
+      this.options.cname ?? `branchline@${pair.rtp.address().address}`,
+      (this.options.rtcpIntervalMs ?? 5000) / this.options.clock.periodMs,
+    );
+    this.#rtcp.reset();
     this.#unsubscribeClock = this.options.clock.add(this.#onTick);
   }
 
   /** Sends RTCP BYE, releases the ports, ends playback. Safe to call twice. */
   async stop(reason = 'call ended'): Promise<void> {
     if (!this.#running) return;
-    if (this.#haveSent) this.#sendRtcp(reason);
+    if (this.#remoteAddress !== undefined) this.#sendRtcp(reason);
     this.#running = false;
     this.#unsubscribeClock?.();
     this.#unsubscribeClock = undefined;
@@ -290,6 +285,7 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
 
   /** Where the peer said to send (SDP). Resets latching so the new peer can be learnt. */
   setRemote(remote: RtpEndpoint): void {
+    this.#signalled = { address: remote.address, port: remote.port };
     this.#remoteAddress = remote.address;
     this.#remotePort = remote.port;
     this.#remoteRtcpAddress = remote.address;
@@ -299,15 +295,36 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
     this.#lastRtpAt = performance.now();
   }
 
-  /** After a re-negotiation: new codec, payload types. */
-  setCodec(codec: CodecName, payloadType = staticPayloadType[codec], telephoneEventPt?: number): void {
+  /**
+   * Codec and payload types after a (re-)negotiation. `telephoneEventPt`
+   * undefined means the peer has no RFC 4733: digits then go in-band.
+   */
+  setCodec(codec: CodecName, telephoneEventPt: number | undefined, payloadType = staticPayloadType[codec]): void {
     this.#codec = codec;
     this.#payloadType = payloadType;
     this.#tePt = telephoneEventPt;
   }
 
+  /**
+   * Applies the outcome of an SDP offer/answer (sdp.ts) in one step: where to
+   * send, codec, payload types, direction. A changed remote address re-arms
+   * latching; an unchanged one (a hold re-INVITE) keeps what was latched.
+   */
+  applyNegotiation(media: NegotiatedMedia): void {
+    this.setCodec(media.codec, media.telephoneEventPt, media.payloadType);
+    this.setDirection(media.direction);
+    // c=0.0.0.0 (old-style hold) is not an address to send to or latch against.
+    if (media.remoteAddress === '0.0.0.0' || media.remoteAddress === '::') return;
+    const current = this.#signalled;
+    if (!current || current.address !== media.remoteAddress || current.port !== media.remotePort) {
+      this.setRemote({ address: media.remoteAddress, port: media.remotePort, rtcpPort: media.remoteRtcpPort });
+    }
+  }
+
   /** Hold/unhold: what we may send and want to receive. */
   setDirection(direction: Direction): void {
+    // Sending that resumes after a hold starts a new talkspurt (RFC 3551 §4.1).
+    if (!sends(this.#direction) && sends(direction)) this.#needMarker = true;
     this.#direction = direction;
     this.#timedOut = false;
     this.#lastRtpAt = performance.now();
@@ -381,7 +398,7 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
       malformed: this.#malformed,
       foreign: this.#foreign,
       forwardDropped: this.#forwardDropped,
-      remoteReport: this.#remoteReport,
+      remoteReport: this.#rtcp?.remoteReport,
     };
   }
 
@@ -564,9 +581,10 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
     this.#packetsReceived++;
     this.#octetsReceived += view.payloadLength;
     if (!receives(this.#direction)) return;
-    this.#stats.update(view.ssrc, view.sequenceNumber, view.timestamp, now);
+    const isEvent = view.payloadType === this.#tePt && this.#tePt !== undefined;
+    this.#stats.update(view.ssrc, view.sequenceNumber, view.timestamp, now, !isEvent);
 
-    if (view.payloadType === this.#tePt && this.#tePt !== undefined) {
+    if (isEvent) {
       const event = readTelephoneEvent(msg, view.payloadOffset, view.payloadLength);
       if (event) this.#eventReceiver.push(view.timestamp, event, now);
       this.#sink?.(msg, view, this);
@@ -609,22 +627,11 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
       return;
     }
     if (this.latching && this.#latched) {
+      // Symmetric RTCP: answer where the peer's reports come from.
       this.#remoteRtcpAddress = rinfo.address;
       this.#remoteRtcpPort = rinfo.port;
     }
-    for (const p of packets) {
-      if (p.type === 'sr') this.#lastSr = { middle: ntpMiddle32(p.ntpSeconds, p.ntpFraction), at: performance.now() };
-      if (p.type === 'sr' || p.type === 'rr') {
-        const mine = p.reports.find((r) => r.ssrc === this.#ssrc);
-        if (mine) {
-          this.#remoteReport = {
-            fractionLost: mine.fractionLost / 256,
-            cumulativeLost: mine.cumulativeLost,
-            jitterMs: mine.jitter / 8,
-          };
-        }
-      }
-    }
+    this.#rtcp?.receive(packets, performance.now());
     this.emit('rtcp', packets);
   };
 
@@ -635,18 +642,8 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
 
   // ---- RTCP and timers -------------------------------------------------------
 
-  #scheduleRtcp(): void {
-    // RFC 3550 §6.3.1: randomise the interval over [0.5, 1.5] of its mean so
-    // that sessions started together do not report in lockstep.
-    const ticks = (this.options.rtcpIntervalMs ?? 5000) / this.options.clock.periodMs;
-    this.#rtcpCountdown = Math.max(1, Math.round(ticks * (0.5 + Math.random())));
-  }
-
   #housekeeping(now: number): void {
-    if (--this.#rtcpCountdown <= 0) {
-      this.#scheduleRtcp();
-      if (this.#remoteAddress !== undefined) this.#sendRtcp();
-    }
+    if (this.#rtcp?.tick() && this.#remoteAddress !== undefined) this.#sendRtcp();
     const timeout = this.options.mediaTimeoutMs ?? 0;
     if (
       timeout > 0 &&
@@ -662,34 +659,13 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
 
   #sendRtcp(byeReason?: string): void {
     const pair = this.#pair;
-    if (!pair || this.#remoteRtcpAddress === undefined) return;
-    const reports: ReportBlock[] = [];
-    if (this.#stats.valid) {
-      const lsr = this.#lastSr;
-      const dlsr = lsr ? Math.floor(((performance.now() - lsr.at) / 1000) * 65536) : 0;
-      reports.push(this.#stats.reportBlock(lsr?.middle ?? 0, dlsr));
-    }
-    const parts: Buffer[] = [];
-    if (this.#sentSinceReport) {
-      const ntp = ntpFromUnixMs(Date.now());
-      parts.push(
-        buildSenderReport({
-          ssrc: this.#ssrc,
-          ntpSeconds: ntp.seconds,
-          ntpFraction: ntp.fraction,
-          rtpTimestamp: this.#continueTimeline(performance.now()),
-          packetCount: this.#packetsSent,
-          octetCount: this.#octetsSent,
-          reports,
-        }),
-      );
-    } else {
-      parts.push(buildReceiverReport({ ssrc: this.#ssrc, reports }));
-    }
-    parts.push(buildSdes(this.#ssrc, this.options.cname ?? `branchline@${pair.rtp.address().address}`));
-    if (byeReason !== undefined) parts.push(buildBye([this.#ssrc], byeReason));
+    if (!pair || !this.#rtcp || this.#remoteRtcpAddress === undefined) return;
+    const now = performance.now();
+    const sender = this.#sentSinceReport
+      ? { rtpTimestamp: this.#continueTimeline(now), packetCount: this.#packetsSent, octetCount: this.#octetsSent }
+      : undefined;
     this.#sentSinceReport = false;
-    const packet = Buffer.concat(parts);
+    const packet = this.#rtcp.build(this.#stats, sender, now, byeReason);
     pair.rtcp.send(packet, 0, packet.length, this.#remoteRtcpPort, this.#remoteRtcpAddress);
   }
 }

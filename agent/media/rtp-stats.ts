@@ -57,7 +57,7 @@ export class RtpReceiveStats {
    * probation or the sequence number jumped. Callers still play such packets:
    * for a phone call a jump usually means the peer restarted its stream.
    */
-  update(ssrc: number, seq: number, timestamp: number, arrivalMs: number): boolean {
+  update(ssrc: number, seq: number, timestamp: number, arrivalMs: number, timed = true): boolean {
     if (!this.#active || ssrc !== this.ssrc) {
       this.reset();
       this.#active = true;
@@ -67,6 +67,9 @@ export class RtpReceiveStats {
       this.#probation = MIN_SEQUENTIAL;
     }
     if (!this.#updateSeq(seq)) return false;
+    // RFC 4733 event packets all carry the event's start timestamp: their
+    // transit times say nothing about network jitter (`timed` false skips them).
+    if (!timed) return true;
     // A.8: transit time in timestamp units; only differences matter, so the
     // arrival clock's origin is irrelevant. `| 0` keeps 32-bit wrap-around.
     const arrival = Math.round((arrivalMs * this.clockRate) / 1000);

@@ -62,11 +62,11 @@ export function wavHeader(encoding: WavEncoding, sampleRate: number, channels: n
   header.writeUInt16LE(width * 8, 34);
   let o = 36;
   if (!pcm) {
-    header.writeUInt16LE(0, 38); // cbSize
-    header.write('fact', 40, 'ascii');
-    header.writeUInt32LE(4, 44);
-    header.writeUInt32LE(dataBytes / channels, 48);
-    o = 52;
+    header.writeUInt16LE(0, 36); // cbSize: no extra format bytes
+    header.write('fact', 38, 'ascii');
+    header.writeUInt32LE(4, 42);
+    header.writeUInt32LE(dataBytes / channels, 46);
+    o = 50;
   }
   header.write('data', o, 'ascii');
   header.writeUInt32LE(dataBytes, o + 4);

@@ -5,7 +5,7 @@ import type { SecurityGuard } from '../security/guard.ts';
 import { buildChallenge, verifyAuthorization, type DigestAlgorithm } from '../sip/digest.ts';
 import { NonceService } from '../sip/nonces.ts';
 import type { IncomingRequest } from '../sip/stack.ts';
-import { parseUri } from '../sip/uri.ts';
+import { parseUri, unescapeUriPart } from '../sip/uri.ts';
 import { deleteBinding, loadBindings, upsertBinding, type Binding } from '../store/bindings.ts';
 import type { Database } from '../store/db.ts';
 import type { GroupCommitter, Statement } from '../store/group-commit.ts';
@@ -79,10 +79,11 @@ export class Registrar {
 
     const aor = parseUri(req.headers.to.uri);
     if (!aor || (aor.scheme !== 'sip' && aor.scheme !== 'sips') || !aor.user) {
-      incoming.respond(404, 'Not Found', { toTag: 'reg' });
+      // RFC 4475 3.3.4: an address-of-record that is not a SIP URI is a bad request.
+      incoming.respond(400, 'Bad Request (To is not a SIP address-of-record)', { toTag: 'reg' });
       return;
     }
-    const extension = decodeURIComponent(aor.user);
+    const extension = unescapeUriPart(aor.user);
 
     const authorization = req.headers.authorization ?? [];
     if (authorization.length === 0) return this.#challenge(incoming, false);

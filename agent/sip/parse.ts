@@ -25,6 +25,7 @@ import { isValidUri } from './uri.ts';
 import {
   isCallId,
   isHost,
+  isIPv6,
   isScheme,
   isSipDate,
   isToken,
@@ -167,6 +168,12 @@ function paramsAt(s: string, i: number, params: Params, where: string): number {
         }
       } else {
         end = scanToken(s, k);
+        if (s.charCodeAt(end) === COLON) {
+          // via-received may be a bare IPv6address (RFC 3261 §25.1, RFC 5118 §4.5)
+          let e = k;
+          while (e < s.length && isIPv6Char(s.charCodeAt(e))) e++;
+          if (isIPv6(s, k, e)) end = e;
+        }
         if (end === k) {
           why = `parameter without a value after "=" in ${where}`;
           return -1;
@@ -359,6 +366,11 @@ function viaList(s: string, out: Via[]): boolean {
   }
 }
 
+function isIPv6Char(c: number): boolean {
+  const lower = c | 0x20;
+  return (c >= 0x30 && c <= 0x3a) || (lower >= 0x61 && lower <= 0x66) || c === 0x2e;
+}
+
 /** alphanum, "-" or ".": what a hostname or IPv4 address is made of. */
 function isHostnameChar(c: number): boolean {
   const lower = c | 0x20;
@@ -445,6 +457,13 @@ export function parseNameAddr(text: string): NameAddr | undefined {
 }
 
 // ---------------------------------------------------------------------------
+
+const RESPONSE_IDENTITY: ReadonlyArray<readonly [string, string]> = [
+  ['to', 'To'],
+  ['from', 'From'],
+  ['call-id', 'Call-ID'],
+  ['cseq', 'CSeq'],
+];
 
 const BAD_REQUEST = { status: 400, reason: 'Bad Request' } as const;
 const BAD_VERSION = { status: 505, reason: 'Version Not Supported' } as const;
@@ -725,8 +744,8 @@ function parseUnchecked(raw: Buffer): ParseOutcome {
     // No application check follows a response: a second To, From, Call-ID or
     // CSeq makes it ambiguous which transaction and dialog it belongs to.
     if (startLine.isResponse && error === undefined) {
-      for (const name of ['to', 'from', 'call-id', 'cseq']) {
-        if (repeated.has(name)) error = `more than one ${name === 'call-id' ? 'Call-ID' : name === 'cseq' ? 'CSeq' : name === 'to' ? 'To' : 'From'}`;
+      for (const [name, label] of RESPONSE_IDENTITY) {
+        if (repeated.has(name)) error = `more than one ${label}`;
       }
     }
   }

@@ -33,14 +33,22 @@ const canonicalNames = new Map<string, string>(SPECIAL_NAMES);
 /** The conventional spelling of a header name given in any case ("cseq" → "CSeq"). */
 export function canonicalHeaderName(name: string): string {
   const lower = name.toLowerCase();
-  let canonical = canonicalNames.get(lower);
-  if (canonical === undefined) {
-    canonical = lower.replace(/(^|-)([a-z])/g, (_m, dash: string, letter: string) => dash + letter.toUpperCase());
-    // bounded: names come from code and from parsed messages, and a parsed
-    // message cannot grow this past its own header count per distinct name
-    if (canonicalNames.size < 1024) canonicalNames.set(lower, canonical);
+  return canonicalNames.get(lower) ?? lower.replace(/(^|-)([a-z])/g, (_m, dash: string, letter: string) => dash + letter.toUpperCase());
+}
+
+// "Name: " prefixes by the name as it is keyed in a headers object. Bounded:
+// names come from code and from parsed messages, and past the bound the label is
+// simply computed each time.
+const labels = new Map<string, string>();
+
+function labelOf(name: string): string {
+  let label = labels.get(name);
+  if (label === undefined) {
+    if (!isToken(name)) throw new TypeError('invalid header name');
+    label = canonicalHeaderName(name) + ': ';
+    if (labels.size < 1024) labels.set(name, label);
   }
-  return canonical;
+  return label;
 }
 
 /** Header text may not hold CR or LF: a value carrying them could forge headers. */
@@ -81,16 +89,15 @@ function isNameAddr(value: unknown): value is NameAddr {
 }
 
 /** The lines of one header, each already "Name: value". */
-function headerLines(name: string, value: unknown, out: string[]): void {
+function headerLines(label: string, value: unknown, out: string[]): void {
   if (value === undefined || value === null) return;
-  const label = canonicalHeaderName(name) + ': ';
   if (typeof value === 'string' || typeof value === 'number') {
     out.push(label + oneLine(String(value)));
     return;
   }
   if (Array.isArray(value)) {
     if (value.length === 0) return;
-    if (name === 'via') {
+    if (label === 'Via: ') {
       for (const via of value as Via[]) out.push(label + oneLine(formatVia(via)));
     } else if (isNameAddr(value[0])) {
       out.push(label + oneLine((value as NameAddr[]).map(formatNameAddr).join(', ')));
@@ -105,12 +112,12 @@ function headerLines(name: string, value: unknown, out: string[]): void {
     out.push(label + oneLine(formatNameAddr(value)));
     return;
   }
-  if (name === 'cseq' && typeof value === 'object') {
+  if (label === 'CSeq: ' && typeof value === 'object') {
     const cseq = value as CSeq;
     out.push(label + cseq.seq + ' ' + oneLine(cseq.method));
     return;
   }
-  throw new TypeError(`header ${name} has a value serialize cannot write`);
+  throw new TypeError(`header ${label.slice(0, -2)} has a value serialize cannot write`);
 }
 
 /**
@@ -129,9 +136,10 @@ export function serialize(msg: SipMessage): Buffer {
   );
   const headers = msg.headers as Record<string, unknown>;
   for (const name in headers) {
-    if (name === 'content-length') continue;
-    if (!isToken(name)) throw new TypeError('invalid header name');
-    headerLines(name, headers[name], lines);
+    const label = labelOf(name);
+    // written last, from the body actually sent, whatever case or form it was keyed in
+    if (label === 'Content-Length: ' || name === 'l' || name === 'L') continue;
+    headerLines(label, headers[name], lines);
   }
 
   const content = msg.content ?? '';
@@ -154,6 +162,12 @@ function copyParams(params: Params): Params {
   return copy;
 }
 
+function copyVia(via: Via): Via {
+  const copy: Via = { version: via.version, protocol: via.protocol, host: via.host, params: copyParams(via.params) };
+  if (via.port !== undefined) copy.port = via.port;
+  return copy;
+}
+
 /**
  * A response to `req` (RFC 3261 §8.2.6): every Via in order, From, To, Call-ID
  * and CSeq copied, a To tag added when `extras.toTag` is given and To has none.
@@ -164,7 +178,7 @@ export function makeResponse(req: SipRequest, status: number, reason: string, ex
   const h: Record<string, unknown> = Object.create(null);
 
   const via = src['via'];
-  if (Array.isArray(via)) h['via'] = (via as Via[]).map((v) => ({ ...v, params: copyParams(v.params) }));
+  if (Array.isArray(via)) h['via'] = (via as Via[]).map(copyVia);
   else if (via !== undefined) h['via'] = via;
 
   if (src['from'] !== undefined) h['from'] = src['from'];

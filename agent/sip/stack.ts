@@ -2,9 +2,9 @@
 // -> the TU (registrar, later the call core), and the client side back out.
 //
 // Every message that arrives takes this path:
-//   parseMessage: invalid request with enough left to address a reply -> the reply
-//     the parser names, statelessly; anything else invalid -> dropped, logged
-//     (rate-limited)
+//   parseMessage: invalid request with enough left to address a reply -> filter ->
+//     the reply the parser names, statelessly; anything else invalid -> dropped,
+//     logged (rate-limited)
 //   response -> its client transaction, or dropped when none matches
 //   request -> top Via stamped with received/rport -> filter ('drop', or a
 //     stateless answer) -> ACK: its INVITE transaction, a 2xx awaiting it, or the
@@ -17,7 +17,7 @@
 import { networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import { newBranch } from './branch.ts';
+import { newBranch, newTag } from './branch.ts';
 import { parseMessage } from './parse.ts';
 import type { ParseOutcome } from './parse.ts';
 import { checkRequest } from './request-checks.ts';
@@ -180,6 +180,7 @@ export class SipStack {
 
   async start(): Promise<void> {
     const { opts } = this;
+    if (this.running) return;
     if (opts.udp === undefined && opts.tcp === undefined) throw new SipStackConfigError('SIP stack needs a udp or tcp listen address');
     const timers = resolveTimers(opts.timers);
     this.timers = timers;
@@ -274,7 +275,9 @@ export class SipStack {
       return;
     }
     stampVia(via, source);
-    const response = makeResponse(req, status, reason, extras);
+    // RFC 3261 8.2.6.2: every response but 100 carries a To tag.
+    const tagged = status === 100 || extras?.toTag !== undefined ? extras : { ...extras, toTag: newTag() };
+    const response = makeResponse(req, status, reason, tagged);
     this.ctx.sendQuietly(serialize(response), responseDestination(via, source));
   }
 
@@ -366,6 +369,11 @@ export class SipStack {
     const via = partial?.headers.via[0];
     if (outcome.reply !== undefined && partial !== undefined && via !== undefined && partial.method !== 'ACK') {
       stampVia(via, source);
+      // A banned or flooding source gets no answer to garbage either.
+      if (this.runFilter(partial, source) === 'drop') {
+        this.dropped++;
+        return;
+      }
       const response = makeResponse(partial, outcome.reply.status, outcome.reply.reason);
       this.ctx?.sendQuietly(serialize(response), responseDestination(via, source));
       this.garbageLog.warn({ detail: outcome.detail, status: outcome.reply.status, address: source.address, port: source.port, transport: source.transport }, 'answered an invalid SIP request statelessly');
@@ -393,22 +401,14 @@ export class SipStack {
     if (server === undefined || ctx === undefined || via === undefined) return;
     stampVia(via, source);
 
-    if (this.filter !== undefined) {
-      let verdict: ReturnType<RequestFilter>;
-      try {
-        verdict = this.filter(req, source);
-      } catch (err) {
-        this.log.error({ err }, 'request filter failed; request let through');
-        verdict = undefined;
-      }
-      if (verdict === 'drop') {
-        this.dropped++;
-        return;
-      }
-      if (verdict !== undefined) {
-        if (req.method !== 'ACK') this.respondStateless(req, source, verdict.status, verdict.reason, { headers: verdict.headers ?? {} });
-        return;
-      }
+    const verdict = this.runFilter(req, source);
+    if (verdict === 'drop') {
+      this.dropped++;
+      return;
+    }
+    if (verdict !== undefined) {
+      if (req.method !== 'ACK') this.respondStateless(req, source, verdict.status, verdict.reason, { headers: verdict.headers ?? {} });
+      return;
     }
 
     const key = serverKey(req);
@@ -442,6 +442,16 @@ export class SipStack {
       return;
     }
     this.deliver(incoming);
+  }
+
+  private runFilter(req: SipRequest, source: Endpoint): ReturnType<RequestFilter> {
+    if (this.filter === undefined) return undefined;
+    try {
+      return this.filter(req, source);
+    } catch (err) {
+      this.log.error({ err }, 'request filter failed; request let through');
+      return undefined;
+    }
   }
 
   private receiveAck(ack: SipRequest, source: Endpoint, key: string): void {

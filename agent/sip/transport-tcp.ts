@@ -19,7 +19,7 @@ export interface TcpTransportOptions {
   host: string;
   port: number;
   maxMessageBytes: number;
-  /** Accepted (inbound) connections held at once; more are refused. */
+  /** Accepted (inbound) connections held at once; more are refused. Outbound ones have the same cap of their own. */
   maxConnections: number;
   /** A connection with no traffic either way for this long is closed. */
   idleTimeoutMs: number;
@@ -37,6 +37,8 @@ export type ConnectionClosedHandler = (endpoint: Endpoint) => void;
 const PONG = Buffer.from('\r\n', 'latin1');
 /** After we end a connection, how long the peer gets to read our last reply before it is destroyed. */
 const LINGER_MS = 1000;
+/** After a framing error, how long answers to the messages framed before it may still be written. */
+const ANSWER_GRACE_MS = 250;
 /** Queued output beyond this many messages' worth means the peer is not reading. */
 const MAX_QUEUED_MESSAGES = 16;
 
@@ -64,6 +66,7 @@ export class TcpTransport implements Transport {
   private readonly byRemote = new Map<string, number>();
   private nextId = 1;
   private inboundCount = 0;
+  private outboundCount = 0;
   private handler: InboundHandler = () => {};
   private framingErrorHandler: FramingErrorHandler = () => undefined;
   private closedHandler: ConnectionClosedHandler = () => {};
@@ -128,6 +131,7 @@ export class TcpTransport implements Transport {
     this.connections.clear();
     this.byRemote.clear();
     this.inboundCount = 0;
+    this.outboundCount = 0;
     if (server === undefined) return Promise.resolve();
     return new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -193,6 +197,12 @@ export class TcpTransport implements Transport {
   }
 
   private open(destination: Endpoint): Connection {
+    // Responses to requests whose connection closed make us connect back (18.2.2);
+    // a peer opening and dropping connections must not make that unbounded.
+    if (this.outboundCount >= this.opts.maxConnections) {
+      throw new SipTransportError(`outbound TCP connection limit (${this.opts.maxConnections}) reached`, destination);
+    }
+    this.outboundCount++;
     const socket = connect({ host: destination.address, port: destination.port, noDelay: true });
     socket.setTimeout(this.opts.connectTimeoutMs ?? 10_000);
     const ready = new Promise<void>((resolve, reject) => {
@@ -243,6 +253,7 @@ export class TcpTransport implements Transport {
     this.connections.delete(conn.id);
     if (this.byRemote.get(conn.remoteKey) === conn.id) this.byRemote.delete(conn.remoteKey);
     if (conn.inbound) this.inboundCount--;
+    else this.outboundCount--;
     this.log.debug({ connection: conn.id, address: conn.remote.address, port: conn.remote.port }, 'TCP connection closed');
     try {
       this.closedHandler(conn.remote);
@@ -278,12 +289,17 @@ export class TcpTransport implements Transport {
     } catch (err) {
       this.log.error({ err }, 'framing error handler failed');
     }
-    conn.closing = true;
     const { socket } = conn;
-    if (reply !== undefined) socket.end(reply);
-    else socket.end();
-    // Keep reading (and discarding) briefly so the peer gets our reply rather than a reset.
-    conn.linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    if (reply !== undefined) socket.write(reply);
+    // The framer takes nothing more from this stream, but messages framed before the
+    // bad bytes are still being answered (a registrar waits for its commit): keep the
+    // connection writable for a moment so those answers are not lost, then close.
+    conn.linger = setTimeout(() => {
+      conn.closing = true;
+      socket.end();
+      // Keep reading (and discarding) briefly so the peer gets our reply rather than a reset.
+      conn.linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    }, ANSWER_GRACE_MS);
   }
 }
 

@@ -150,9 +150,13 @@ function parseUriParams(s: string, i: number, params: Params | null): number {
   const len = s.length;
   while (i < len && s.charCodeAt(i) === 0x3b) {
     let end = i + 1;
-    while (end < len && s.charCodeAt(end) !== 0x3b && s.charCodeAt(end) !== 0x3f) end++;
-    const eq = s.indexOf('=', i + 1);
-    if (eq >= 0 && eq < end) {
+    let eq = -1;
+    for (; end < len; end++) {
+      const c = s.charCodeAt(end);
+      if (c === 0x3b || c === 0x3f) break;
+      if (c === 0x3d && eq < 0) eq = end;
+    }
+    if (eq >= 0) {
       if (!isParamText(s, i + 1, eq) || !isParamText(s, eq + 1, end)) return -1;
       if (params !== null) params[s.slice(i + 1, eq).toLowerCase()] = s.slice(eq + 1, end);
     } else {

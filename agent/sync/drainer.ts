@@ -24,9 +24,14 @@ interface InFlight {
   sentAt: number;
 }
 
+/** Rows read ahead from the store per stream, so a freed window slot never waits on a query. */
+const READ_AHEAD = 500;
+
 interface StreamState {
-  /** seq of the last message sent in this run; the next fetch starts after it. */
-  lastSent: number;
+  /** seq of the last message read from the outbox in this run; the next read starts after it. */
+  lastRead: number;
+  /** Read, not yet sent, in seq order. */
+  buffer: OutboxMessage[];
   inflight: Map<string, InFlight>;
   pumping: boolean;
   again: boolean;
@@ -49,7 +54,7 @@ export class Drainer {
 
   constructor(options: DrainerOptions) {
     this.#o = options;
-    for (const s of STREAMS) this.#streams.set(s, { lastSent: 0, inflight: new Map(), pumping: false, again: false });
+    for (const s of STREAMS) this.#streams.set(s, { lastRead: 0, buffer: [], inflight: new Map(), pumping: false, again: false });
   }
 
   get running(): boolean {
@@ -71,7 +76,8 @@ export class Drainer {
     if (this.#running) return;
     this.#running = true;
     for (const s of this.#streams.values()) {
-      s.lastSent = 0;
+      s.lastRead = 0;
+      s.buffer = [];
       s.inflight.clear();
     }
     const tick = Math.max(20, Math.min(this.#o.pollMs ?? 1000, this.#o.ackTimeoutMs / 2));
@@ -87,7 +93,10 @@ export class Drainer {
     this.#running = false;
     clearInterval(this.#timer);
     this.#timer = undefined;
-    for (const s of this.#streams.values()) s.inflight.clear();
+    for (const s of this.#streams.values()) {
+      s.inflight.clear();
+      s.buffer = [];
+    }
   }
 
   /** New messages were queued. */
@@ -146,15 +155,19 @@ export class Drainer {
       do {
         s.again = false;
         while (this.#running && s.inflight.size < this.#o.window) {
-          const rows = await this.#o.outbox.pending(stream, s.lastSent, this.#o.window - s.inflight.size);
-          if (!this.#running || rows.length === 0) break;
+          if (s.buffer.length === 0) {
+            const rows = await this.#o.outbox.pending(stream, s.lastRead, Math.max(READ_AHEAD, this.#o.window));
+            if (!this.#running || rows.length === 0) break;
+            s.buffer = rows;
+            s.lastRead = (rows[rows.length - 1] as OutboxMessage).seq;
+          }
+          const batch = s.buffer.splice(0, this.#o.window - s.inflight.size);
           const now = Date.now();
-          for (const msg of rows) {
-            s.lastSent = msg.seq;
+          for (const msg of batch) {
             s.inflight.set(msg.id, { msg, sentAt: now });
             this.#send(msg);
           }
-          this.#stats.sent += rows.length;
+          this.#stats.sent += batch.length;
         }
       } while (s.again && this.#running);
     } catch (err) {

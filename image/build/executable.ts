@@ -4,6 +4,7 @@
 // Node it is injected into). See docs/decisions/0004-single-executable.md.
 import { execFile } from 'node:child_process';
 import { chmodSync, copyFileSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -64,6 +65,31 @@ function nativeAddonPlugin(addons: readonly NativeAddon[]): esbuild.Plugin {
   };
 }
 
+/**
+ * Sources find files of the repository from their own location, e.g.
+ * `new URL('../../package.json', import.meta.url)`. A bundle has no such location, so
+ * each module's import.meta.url becomes the same relative path under the image root
+ * (the binary's SLOT/bin/.. folder): the image stands where the repository stood, and
+ * every such expression reads the image's copy of the file.
+ */
+const moduleUrlBanner =
+  "const __branchlineModuleUrl = (rel) => require('node:url').pathToFileURL(require('node:path').join(require('node:path').dirname(process.execPath), '..', rel)).href;";
+
+function moduleUrlPlugin(repoRoot: string): esbuild.Plugin {
+  return {
+    name: 'branchline-module-url',
+    setup(build) {
+      build.onLoad({ filter: /\.ts$/ }, async (args) => {
+        if (args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
+        const source = await readFile(args.path, 'utf8');
+        if (!source.includes('import.meta.url')) return undefined;
+        const rel = path.relative(repoRoot, args.path).split(path.sep).join('/');
+        return { loader: 'ts', contents: source.replaceAll('import.meta.url', `__branchlineModuleUrl(${JSON.stringify(rel)})`) };
+      });
+    },
+  };
+}
+
 /** Bundles agent/cli.ts (and everything it imports) into one CommonJS file. */
 export async function bundleAgent(repoRoot: string, outFile: string): Promise<{ bytes: number }> {
   let result: esbuild.BuildResult<{ metafile: true }>;
@@ -78,12 +104,8 @@ export async function bundleAgent(repoRoot: string, outFile: string): Promise<{ 
       metafile: true,
       legalComments: 'none',
       logLevel: 'silent',
-      // Sources find package.json as `new URL('../package.json', import.meta.url)`. In
-      // the executable that URL is the binary itself (SLOT/bin/branchline), so the
-      // same expression reads SLOT/package.json, which the image carries.
-      define: { 'import.meta.url': '__branchlineImportMetaUrl' },
-      banner: { js: "const __branchlineImportMetaUrl = require('node:url').pathToFileURL(process.execPath).href;" },
-      plugins: [nativeAddonPlugin(nativeAddons(repoRoot))],
+      banner: { js: moduleUrlBanner },
+      plugins: [moduleUrlPlugin(repoRoot), nativeAddonPlugin(nativeAddons(repoRoot))],
     });
   } catch (err) {
     const errors = (err as { errors?: esbuild.Message[] }).errors ?? [];

@@ -21,7 +21,7 @@ export interface PackBundleOptions {
 
 /** Staged tree → squashfs image → signed bundle. */
 export async function packBundle(opts: PackBundleOptions): Promise<{ bundleBytes: number; imageBytes: number }> {
-  await packImage(opts.stageDir, opts.imageFile, { compression: opts.compression, mtime: opts.mtime, architecture: opts.architecture });
+  await packImage(opts.stageDir, opts.imageFile, { compression: opts.compression, mtime: opts.mtime });
   const release: Release = {
     version: opts.version,
     architecture: opts.architecture,

@@ -63,6 +63,8 @@ export interface AgentHandle {
   domain: string;
   udpPort: number;
   tcpPort: number;
+  /** The embedded MQTT broker's port (undefined when the config names a broker URL). */
+  mqttPort: number | undefined;
   pid: number;
   /** performance.now() when the process was spawned: the origin of cold-start times. */
   spawnedAt: number;
@@ -152,6 +154,17 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     extensions: opts.extensions,
   };
   if (opts.extraConfig) config = deepMerge(config, opts.extraConfig);
+  // Without mqtt.url the agent runs an embedded broker, on 127.0.0.1:1883 by default:
+  // two agents on one machine (parallel test files, a restart) would fight for it.
+  let mqttPort: number | undefined;
+  const mqtt = isPlainObject(config['mqtt']) ? config['mqtt'] : {};
+  const embedded = isPlainObject(mqtt['embedded']) ? mqtt['embedded'] : {};
+  if (mqtt['url'] === undefined && embedded['listen'] === undefined) {
+    mqttPort = await freeUdpTcpPort();
+    config = deepMerge(config, { mqtt: { embedded: { listen: `127.0.0.1:${mqttPort}` } } });
+  } else if (typeof embedded['listen'] === 'string') {
+    mqttPort = Number(embedded['listen'].split(':').pop());
+  }
   const configPath = path.join(workDir, 'config.yaml');
   await writeFile(configPath, YAML.stringify(config));
 
@@ -250,6 +263,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     domain,
     udpPort,
     tcpPort,
+    mqttPort,
     pid: child.pid ?? -1,
     spawnedAt,
     ready,

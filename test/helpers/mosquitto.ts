@@ -40,7 +40,9 @@ export async function startMosquitto(opts: { port?: number; extraConfig?: string
   const dir = await mkdtemp(path.join(os.tmpdir(), 'branchline-mosquitto-'));
   const port = opts.port ?? (await freeUdpTcpPort());
   const conf = path.join(dir, 'mosquitto.conf');
-  await writeFile(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', ...(opts.extraConfig ?? [])].join('\n') + '\n');
+  // set_tcp_nodelay: Mosquitto otherwise lets Nagle hold small packets (acks,
+  // windowed publishes) for a delayed ACK; docs/sync.md recommends it for production.
+  await writeFile(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'set_tcp_nodelay true', ...(opts.extraConfig ?? [])].join('\n') + '\n');
   let child: ChildProcess | undefined;
   let out = '';
 

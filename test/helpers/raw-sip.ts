@@ -72,7 +72,8 @@ export function splitStream(buffer: string): { messages: string[]; rest: string 
 
 /**
  * Opens a TCP connection, writes the chunks, and collects messages until quiet, the
- * server closes, or the timeout. `closed` says whether the server closed on us.
+ * server closes, `expect` non-provisional messages arrived, or the timeout. `closed`
+ * says whether the server closed on us.
  */
 export async function tcpExchange(
   port: number,
@@ -104,7 +105,7 @@ export async function tcpExchange(
     });
     socket.on('data', (data) => {
       raw += data.toString('latin1');
-      if (opts.expect !== undefined && splitStream(raw).messages.length >= opts.expect) return done();
+      if (opts.expect !== undefined && splitStream(raw).messages.filter((m) => !/^SIP\/2\.0 1[0-9]{2} /.test(m)).length >= opts.expect) return done();
       clearTimeout(quiet);
       quiet = setTimeout(done, opts.quietMs ?? 150);
     });

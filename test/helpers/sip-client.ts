@@ -217,8 +217,9 @@ export class UdpPeer {
     return this.#port;
   }
 
-  send(message: string, port: number, host = this.host): void {
-    this.#socket.send(message, port, host);
+  /** Sends to `to`:port; the server is on 127.0.0.1 whatever address the peer has. */
+  send(message: string, port: number, to = '127.0.0.1'): void {
+    this.#socket.send(message, port, to);
   }
 
   /** The next message received (queued first), or undefined after timeoutMs. */

@@ -83,6 +83,8 @@ export interface RunSippOptions {
   traceRtt?: boolean;
   /** Keep the full message trace (-trace_msg) in the result: for debugging a scenario. */
   traceMessages?: boolean;
+  /** Called with SIPp's process id once it is spawned (the benchmark samples its CPU). */
+  onSpawn?: (pid: number) => void;
   /** Keep all SIPp's default behaviours (BYE on abort, answers to pings); by default only abortunexp. */
   defaultBehaviors?: boolean;
   extraArgs?: string[];
@@ -220,6 +222,7 @@ export async function runSipp(opts: RunSippOptions): Promise<SippResult> {
       ? spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn('taskset', ['-c', String(opts.cpu), 'sipp', ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
+  if (child.pid !== undefined) opts.onSpawn?.(child.pid);
   let output = '';
   const keepTail = (chunk: Buffer): void => {
     output = (output + chunk.toString('utf8')).slice(-20_000);
@@ -310,4 +313,18 @@ export function assertAllFailed(r: SippResult, calls: number): void {
 
 export class SippCheckError extends Error {
   readonly code = 'ESIPPCHECK';
+}
+
+/**
+ * What SIPp received instead of what the scenario expected, counted: e.g.
+ * { "expected 200, got 401": 12 } from the -trace_err log of aborted calls.
+ */
+export function unexpectedResponses(r: SippResult): Record<string, number> {
+  const counts: Record<string, number> = {};
+  const re = /Aborting call on unexpected message[^\n]*?while expecting '([^']+)'[^\n]*?received '(?:SIP\/2\.0 ([0-9]{3})|([A-Z]+) )/g;
+  for (const m of r.errors.matchAll(re)) {
+    const key = `expected ${m[1] ?? '?'}, got ${m[2] ?? m[3] ?? '?'}`;
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
 }

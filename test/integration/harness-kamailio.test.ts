@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { startBaresip } from '../helpers/baresip.ts';
 import { kamailioPassword, startKamailio, type KamailioHandle } from '../helpers/kamailio.ts';
 import { freeUdpTcpPort } from '../helpers/ports.ts';
 import {
@@ -119,5 +120,23 @@ describe('SIPp harness against Kamailio as registrar', () => {
     assert.equal(r.responseTimes.filter((t) => t.rtd === 2).length, USERS.length);
     assert.ok(r.responseTimes.every((t) => t.ms >= 0 && t.ms < 1000));
     assertAllSucceeded(await sipp('unregister', { localPort: r.localPort, set: { domain: DOMAIN } }), USERS.length);
+  });
+
+  test('baresip registers with the password the script derives, and is refused with another', async () => {
+    const phone = await startBaresip({ account: { user: '2004', password: kamailioPassword('2004'), registrar: `127.0.0.1:${kamailio.port}`, domain: DOMAIN, regint: 600 } });
+    try {
+      const ok = await phone.waitForEvent((e) => e['type'] === 'REGISTER_OK' || e['type'] === 'REGISTER_FAIL', 5000);
+      assert.equal(ok['type'], 'REGISTER_OK', JSON.stringify(ok));
+      assert.match((await phone.command('reginfo')).data, /sip:2004@branchline\.test.*OK/);
+    } finally {
+      await phone.cleanup();
+    }
+    const wrong = await startBaresip({ account: { user: '2005', password: 'wrong', registrar: `127.0.0.1:${kamailio.port}`, domain: DOMAIN, regint: 600 } });
+    try {
+      const failed = await wrong.waitForEvent((e) => e['type'] === 'REGISTER_FAIL', 5000);
+      assert.match(String(failed['param']), /^403\b/);
+    } finally {
+      await wrong.cleanup();
+    }
   });
 });

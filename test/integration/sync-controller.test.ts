@@ -127,6 +127,7 @@ describe('site sync with the controller over Mosquitto', () => {
   test('the site publishes its retained birth and the controller its retained state', async () => {
     const birth = await waitFor('the birth', () => seen.find((s) => s.topic === 'branchline/v1/site/site-a/state' && s.payload['state'] === 'online'));
     assert.equal(birth.qos, 1);
+    assert.equal(birth.retain, true);
     assert.deepEqual(
       { ...birth.payload, id: 'ID', ts: 'TS', since: 'SINCE', seq: 'SEQ' },
       { v: 1, id: 'ID', stream: 'state', seq: 'SEQ', boot: site.siteSync.sync?.boot, ts: 'TS', site: 'site-a', state: 'online', agent: '0.1.0', config_version: 0, since: 'SINCE' },

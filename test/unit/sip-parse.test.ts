@@ -211,6 +211,13 @@ describe('header forms', () => {
     });
   });
 
+  it('reads a bare IPv6 address in received, as a stamped Via carries it (RFC 5118 §4.5)', () => {
+    const msg = req(options().replace('Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKa1', 'Via: SIP/2.0/UDP [2001:db8::10];branch=z9hG4bKa1;received=2001:db8::11;rport=5071'));
+    assert.equal(msg.headers.via[0]?.params['received'], '2001:db8::11');
+    assert.deepEqual(req(serialize(msg).toString()).headers.via, msg.headers.via);
+    assert.match(refused(options().replace(';branch=z9hG4bKa1', ';branch=z9hG4bKa1;received=2001:db8:::11')).detail, /Via/);
+  });
+
   it('parses a 62,000-byte message', () => {
     const body = 'x'.repeat(61_000);
     const bare = options(['Content-Type: text/plain', 'X-Pad: '], body, 'MESSAGE');
@@ -438,16 +445,16 @@ describe('responses and serialization', () => {
     const response = makeResponse(req(REGISTER), 401, 'Unauthorized', {
       toTag: 't',
       headers: { 'WWW-Authenticate': 'Digest realm="branch.example.com", nonce="n1", qop="auth", algorithm=SHA-256', 'Content-Type': 'text/plain' },
-      content: 'café'.normalize('NFC'),
+      content: 'price: 5 €',
     });
     const bytes = serialize(response);
     const text = bytes.toString('utf8');
     assert.match(text, /\r\nWWW-Authenticate: Digest realm="branch\.example\.com", nonce="n1", qop="auth", algorithm=SHA-256\r\n/);
     // a body with characters above U+00FF is written as UTF-8 and counted in bytes
-    assert.match(text, /\r\nContent-Length: 5\r\n\r\ncafé$/);
+    assert.match(text, /\r\nContent-Length: 12\r\n\r\nprice: 5 €$/);
     const reparsed = ok(bytes) as SipResponse;
     assert.equal(reparsed.headers['www-authenticate']?.[0]?.params['qop'], '"auth"');
-    assert.equal(Buffer.from(reparsed.content, 'latin1').toString('utf8'), 'café');
+    assert.equal(Buffer.from(reparsed.content, 'latin1').toString('utf8'), 'price: 5 €');
   });
 
   it('cannot be made to write extra header lines', () => {
@@ -556,6 +563,22 @@ describe('hostile input', () => {
       }
       holds(bytes);
     }
+  });
+
+  it('reads pathological 60 kB inputs in linear time (a quadratic scan would hang here)', { timeout: 20_000 }, () => {
+    const cases = [
+      options([], '', 'OPTIONS', 'sip:a@b.example' + ';x'.repeat(20_000)),
+      options(['Contact: ' + 'a '.repeat(20_000)]),
+      options(['Contact: ' + Array.from({ length: 3_000 }, (_, i) => `<sip:u${i}@192.0.2.1>;q=0.5`).join(', ')]),
+      options(['Via: ' + Array.from({ length: 2_000 }, (_, i) => `SIP/2.0/UDP h${i}.example;branch=z9hG4bK${i}`).join(', ')]),
+      options(['Subject: "' + '\\"'.repeat(15_000)]),
+      options(['X-Folded: start', ...Array.from({ length: 10_000 }, () => ' more')]),
+      options(['Authorization: Digest ' + Array.from({ length: 4_000 }, (_, i) => `p${i}="v"`).join(', ')]),
+      options(['To: <sip:a@b.example>' + ';p=[1'.repeat(10_000)]),
+    ];
+    for (const text of cases) holds(Buffer.from(text));
+    assert.equal((req(cases[2]!).headers.contact as NameAddr[]).length, 3_000);
+    assert.equal(req(cases[3]!).headers.via.length, 2_001);
   });
 
   it('never faults on any truncation of a corpus message', () => {

@@ -34,7 +34,19 @@ async function sqliteHarness(dir = mkdtempSync(path.join(tmpdir(), 'bl-outbox-')
 
 const implementations: Array<[string, () => Promise<Harness>]> = [
   ['MemoryOutbox', async () => ({ outbox: new MemoryOutbox('boot-1'), close: async () => undefined })],
-  ['SqliteOutbox', () => sqliteHarness()],
+  [
+    'SqliteOutbox',
+    async () => {
+      const h = await sqliteHarness();
+      return {
+        outbox: h.outbox,
+        close: async () => {
+          await h.close();
+          rmSync(h.dir, { recursive: true, force: true });
+        },
+      };
+    },
+  ],
 ];
 
 for (const [name, make] of implementations) {
@@ -144,6 +156,7 @@ describe('SQLite outbox only', () => {
     await h.committer.submit(next.statements);
     assert.deepEqual((await h.outbox.pending('records', 0, 10)).map((r) => r.seq), [1, 2]);
     await h.close();
+    rmSync(h.dir, { recursive: true, force: true });
   });
 
   test('acks of thousands of ids go through in one call', async () => {
@@ -161,5 +174,6 @@ describe('SQLite outbox only', () => {
     assert.equal((await h.outbox.depth()).records.count, 500);
     assert.equal((await h.outbox.pending('records', 0, 1))[0]?.seq, 1501);
     await h.close();
+    rmSync(h.dir, { recursive: true, force: true });
   });
 });
