@@ -11,6 +11,8 @@ export interface StatusReport {
   running: boolean;
   pid: number | null;
   extensions: number;
+  /** WAN mode last recorded by agent/health: normal or survivable (null before the first). */
+  mode: string | null;
   registrations: Array<{
     extension: string;
     contact: string;
@@ -41,12 +43,13 @@ function runningPid(stateDir: string): number | null {
 export async function readStatus(config: AgentConfig): Promise<StatusReport> {
   const pid = runningPid(config.state_dir);
   const file = path.join(config.state_dir, storeFileName);
-  const report: StatusReport = { site: config.site.id, running: pid !== null, pid, extensions: 0, registrations: [] };
+  const report: StatusReport = { site: config.site.id, running: pid !== null, pid, extensions: 0, mode: null, registrations: [] };
   if (!existsSync(file)) return report;
   const db = await Database.open(file, { readonly: true });
   try {
     const now = Date.now();
     report.extensions = (await loadExtensions(db)).length;
+    report.mode = await readMode(db);
     const { live } = await loadBindings(db, now);
     report.registrations = live.map((b) => ({
       extension: b.extension,
@@ -62,9 +65,19 @@ export async function readStatus(config: AgentConfig): Promise<StatusReport> {
   return report;
 }
 
+async function readMode(db: Database): Promise<string | null> {
+  try {
+    const row = await db.get<{ value: string }>("SELECT value FROM sync_state WHERE key = 'health.mode'");
+    return row ? String(JSON.parse(row.value)) : null;
+  } catch {
+    return null; // a store from before the sync tables existed
+  }
+}
+
 export function formatStatus(r: StatusReport): string {
+  const mode = r.mode ? (r.running ? `, ${r.mode} mode` : `, last in ${r.mode} mode`) : '';
   const lines = [
-    `site ${r.site}: agent ${r.running ? `running (pid ${r.pid})` : 'not running'}, ${r.extensions} extensions, ${r.registrations.length} registered contacts`,
+    `site ${r.site}: agent ${r.running ? `running (pid ${r.pid})` : 'not running'}${mode}, ${r.extensions} extensions, ${r.registrations.length} registered contacts`,
   ];
   if (r.registrations.length > 0) {
     const rows = [['EXTENSION', 'CONTACT', 'EXPIRES', 'SOURCE', 'USER AGENT']];

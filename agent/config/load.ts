@@ -120,7 +120,13 @@ export function configFromData(data: unknown, file: string): AgentConfig {
   const config = structuredClone(raw) as unknown as AgentConfig;
   config.sip.udp = parseListen(String(sip['udp']));
   config.sip.tcp = parseListen(String(sip['tcp']));
-  config.state_dir = path.resolve(path.dirname(path.resolve(file)), String(raw['state_dir']));
+  const base = path.dirname(path.resolve(file));
+  config.state_dir = path.resolve(base, String(raw['state_dir']));
+  // Every path in the file is relative to the file, wherever the agent was started from.
+  for (const key of ['ca', 'cert', 'key'] as const) {
+    const value = config.mqtt[key];
+    if (value !== undefined) config.mqtt[key] = path.resolve(base, value);
+  }
   return config;
 }
 

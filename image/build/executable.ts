@@ -96,6 +96,8 @@ export async function bundleAgent(repoRoot: string, outFile: string): Promise<{ 
   try {
     result = await esbuild.build({
       entryPoints: [path.join(repoRoot, 'agent/cli.ts')],
+      // Paths in the output are relative to this: the same bytes from any checkout.
+      absWorkingDir: repoRoot,
       outfile: outFile,
       bundle: true,
       platform: 'node',
