@@ -41,6 +41,7 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'branchline-bench-image-'));
 const out = path.join(work, 'out');
 const slots = path.join(work, 'slots');
 const current = path.join(slots, 'current', 'bin', 'branchline');
+const spawned: AgentProcess[] = [];
 const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
@@ -69,6 +70,7 @@ async function coldStart(binary: string, argsBefore: string[]): Promise<{ firstA
   const port = await freeUdpTcpPort();
   const configFile = config(mkdtempSync(path.join(work, 'state-')), port);
   const agent = spawnAgent(binary, [...argsBefore, 'start', '--config', configFile], { cwd: work });
+  spawned.push(agent);
   const times = await registerOnce({ host: '127.0.0.1', port, domain: DOMAIN, user: '1001', password: 'secret1001', timeoutMs: 30_000 });
   return { firstAnswerMs: times.firstAnswerAt - agent.spawnedAt, registeredMs: times.registeredAt - agent.spawnedAt, agent, port, configFile };
 }
@@ -115,6 +117,7 @@ async function main(): Promise<void> {
   await idle.agent.stop();
   await run(current, ['slots', 'boot', '--slots', slots]);
   const booted = spawnAgent(current, ['start', '--config', idle.configFile], { cwd: work });
+  spawned.push(booted);
   const verify = await run(current, ['slots', 'verify', '--slots', slots, '--config', idle.configFile, '--deadline', '30', '--json']);
   const committed = JSON.parse(verify.stdout) as { action: string; updateMs: number | null };
   await booted.stop();
@@ -154,4 +157,7 @@ main()
     process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = 1;
   })
-  .finally(() => rmSync(work, { recursive: true, force: true }));
+  .finally(async () => {
+    for (const agent of spawned) await agent.stop(2000);
+    rmSync(work, { recursive: true, force: true });
+  });

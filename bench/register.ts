@@ -253,7 +253,7 @@ async function trial(target: Target, usersFile: string, sippPort: number, rate: 
     calls,
     rate,
     // Room for calls in flight when the server lags (the lag then shows as retransmissions).
-    limit: Math.max(2000, rate * 2),
+    limit: Math.min(10_000, Math.max(2000, rate * 2)),
     authUri: DOMAIN,
     set: { domain: DOMAIN, expires: 3600 },
     timeoutMs: (seconds + 40) * 1000,
@@ -295,7 +295,7 @@ async function trial(target: Target, usersFile: string, sippPort: number, rate: 
       `${t.successful} ok, ${t.failed} failed, ${t.retransmissionPercent.toFixed(2)} % retrans, ` +
       `cpu ${t.usage.cpuPercent.toFixed(0)} % (SIPp ${t.sippCpuPercent.toFixed(0)} %), mem ${t.usage.memMb.toFixed(0)} MB${t.clientLimited ? ' (SIPp at its ceiling)' : ''}` +
       (Object.keys(t.unexpected).length ? ` ${JSON.stringify(t.unexpected)}` : Object.keys(t.failures).length ? ` ${JSON.stringify(t.failures)}` : '') +
-      (t.drainSeconds > 1 ? `; idle again after ${t.drainSeconds.toFixed(0)} s` : t.drainSeconds < 0 ? '; still busy 30 s later' : ''),
+      (t.drainSeconds > 1.5 ? `; idle again after ${t.drainSeconds.toFixed(0)} s` : t.drainSeconds < 0 ? '; still busy 30 s later' : ''),
   );
   return t;
 }
@@ -430,7 +430,7 @@ async function soak(seconds: number, rate: number, usersFile: string): Promise<v
       usersFile,
       calls: rate * seconds,
       rate,
-      limit: Math.max(2000, rate * 2),
+      limit: Math.min(10_000, Math.max(2000, rate * 2)),
       authUri: DOMAIN,
       set: { domain: DOMAIN, expires: 3600 },
       timeoutMs: (seconds + 60) * 1000,

@@ -50,6 +50,11 @@ export function freeBytes(dir: string): number {
   return s.bavail * s.bsize;
 }
 
+/** Names one update in the journal: the version and the bundle it came from. */
+export function updateId(version: string, bundleId: string): string {
+  return `${version}-${bundleId.slice(0, 12)}`;
+}
+
 export async function installCheck(input: InstallCheckInput): Promise<HookResult<InstallPlan>> {
   const { tree } = input;
   const state = tree.readState();
@@ -78,6 +83,7 @@ export async function installCheck(input: InstallCheckInput): Promise<HookResult
       needed_bytes: need,
     }),
     value: { manifest: m, keyId: signed.keyId, bundleId, active, installedVersion, target, imageFile: input.imageCopy },
+    scope: { update_id: updateId(m.version, bundleId), slot: target, version: m.version },
   };
 }
 

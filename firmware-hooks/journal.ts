@@ -82,7 +82,7 @@ export async function runHook<T>(journal: Journal, hook: HookName, scope: HookSc
     journal.record(hook, scope, outcome, performance.now() - started);
     throw new HookFailure(hook, outcome, { cause: err });
   }
-  journal.record(hook, scope, result.outcome, performance.now() - started);
+  journal.record(hook, { ...scope, ...result.scope }, result.outcome, performance.now() - started);
   if (result.outcome.status === 'failed' || result.outcome.status === 'postponed') throw new HookFailure(hook, result.outcome);
   return result.value;
 }

@@ -31,6 +31,8 @@ export interface HookOutcome {
 export interface HookResult<T> {
   outcome: HookOutcome;
   value: T;
+  /** What the hook learnt about whom its outcome belongs to (install-check reads the version). */
+  scope?: Partial<HookScope>;
 }
 
 /** Who the outcome belongs to: one update, one slot, one version. */

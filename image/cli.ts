@@ -2,7 +2,6 @@
 // the command line once and hands the parsed values here; every outcome is one line
 // on stderr (and a JSON object on stdout with --json) and an exit code a script can test.
 import { ConfigError, loadConfig } from '../agent/config/load.ts';
-import type { AgentConfig } from '../agent/config/types.ts';
 import { noAgentCalls, StatusActiveCalls } from '../firmware-hooks/probes/active-calls.ts';
 import { HookFailure } from '../firmware-hooks/types.ts';
 import { bootStep, verifyStep } from './boot.ts';
@@ -73,10 +72,6 @@ function needSlots(values: ImageOptions): SlotTree {
   return SlotTree.open(values.slots);
 }
 
-function agentConfig(file: string): AgentConfig {
-  return loadConfig(file);
-}
-
 /** --key files, else the given slot tree's active keys, else the running image's. */
 function trustedKeys(values: ImageOptions, tree: SlotTree | null): KeyRing {
   if (values.key && values.key.length > 0) return keyRingFromFiles(values.key);
@@ -116,7 +111,7 @@ async function update(args: string[], values: ImageOptions, io: Io): Promise<num
   if (!file || args.length > 1) throw new UsageError('usage: branchline update --slots DIR FILE');
   if (!values.slots) throw new UsageError('missing --slots DIR');
   const tree = SlotTree.open(values.slots, { create: true });
-  const config = values.config ? agentConfig(values.config) : null;
+  const config = values.config ? loadConfig(values.config) : null;
   const options = {
     tree,
     bundle: file,
@@ -154,7 +149,7 @@ async function slots(args: string[], values: ImageOptions, io: Io): Promise<numb
   }
   if (sub === 'verify') {
     if (!values.config) throw new UsageError('missing --config FILE (the agent config to verify against)');
-    const r = await verifyStep(tree, agentConfig(values.config), seconds(values.deadline, 30));
+    const r = await verifyStep(tree, loadConfig(values.config), seconds(values.deadline, 30));
     if (values.json) io.out(`${JSON.stringify(r)}\n`);
     if (r.action === 'none') {
       io.err(`${r.detail}\n`);

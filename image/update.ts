@@ -3,7 +3,7 @@
 // trial ends later, in the new slot: post-boot verify commits it or rolls it back.
 import { renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { installCheck, type InstallPlan } from '../firmware-hooks/install-check.ts';
+import { installCheck, updateId, type InstallPlan } from '../firmware-hooks/install-check.ts';
 import { Journal, runHook } from '../firmware-hooks/journal.ts';
 import { postInstall } from '../firmware-hooks/post-install.ts';
 import { preInstall } from '../firmware-hooks/pre-install.ts';
@@ -65,7 +65,7 @@ export async function installUpdate(opts: UpdateOptions): Promise<UpdateResult> 
     const plan: InstallPlan = await runHook(journal, 'install-check', unscoped, () =>
       installCheck({ tree, bundle: opts.bundle, keys, architecture: opts.architecture ?? process.arch, imageCopy }),
     );
-    const scope: HookScope = { update_id: `${plan.manifest.version}-${plan.bundleId.slice(0, 12)}`, slot: plan.target, version: plan.manifest.version };
+    const scope: HookScope = { update_id: updateId(plan.manifest.version, plan.bundleId), slot: plan.target, version: plan.manifest.version };
     const { fresh } = await runHook(journal, 'pre-install', scope, () => preInstall(tree, plan));
     await runHook(journal, 'install', scope, async () => {
       if (!fresh) return { outcome: skipped('already unpacked'), value: undefined };

@@ -90,12 +90,12 @@ function moduleUrlPlugin(repoRoot: string): esbuild.Plugin {
   };
 }
 
-/** Bundles agent/cli.ts (and everything it imports) into one CommonJS file. */
+/** Bundles agent/cli-main.ts (and everything it imports) into one CommonJS file. */
 export async function bundleAgent(repoRoot: string, outFile: string): Promise<{ bytes: number }> {
   let result: esbuild.BuildResult<{ metafile: true }>;
   try {
     result = await esbuild.build({
-      entryPoints: [path.join(repoRoot, 'agent/cli.ts')],
+      entryPoints: [path.join(repoRoot, 'agent/cli-main.ts')], // cli.ts only enables the compile cache, which a SEA does not use
       // Paths in the output are relative to this: the same bytes from any checkout.
       absWorkingDir: repoRoot,
       outfile: outFile,

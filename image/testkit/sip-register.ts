@@ -68,6 +68,8 @@ export function registerOnce(opts: RegisterOptions): Promise<RegisterTimes> {
       const text = msg.toString();
       const status = Number(/^SIP\/2\.0 (\d{3})/.exec(text)?.[1] ?? 0);
       if (status < 200 || !text.includes(callId)) return;
+      // The first REGISTER went out many times: late answers to it are not news.
+      if (Number(/^CSeq: *(\d+)/im.exec(text)?.[1] ?? 0) !== cseq) return;
       if (firstAnswerAt === 0) {
         firstAnswerAt = performance.now();
         firstStatus = status;

@@ -131,7 +131,11 @@ async function waitForListening(port: number, timeoutMs: number, alive: () => bo
   }
 }
 
-/** Writes the config YAML and starts the agent; resolves once it logged agent.ready. */
+/**
+ * Writes the config YAML and starts the agent; resolves once it logged agent.ready
+ * (or, when its stdout is discarded or the level hides info lines, once its TCP port
+ * accepts a connection). Rejects with AgentStartError, carrying stderr, if it exits first.
+ */
 export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> {
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'branchline-agent-'));
   const stateDir = opts.stateDir ?? path.join(workDir, 'state');

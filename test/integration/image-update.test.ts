@@ -237,6 +237,6 @@ describe('flashable image', () => {
 
     const hooks = readFileSync(path.join(slots, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { hook: string; status: string; version: string | null });
     const broken = hooks.filter((h) => h.version === '0.3.0').map((h) => `${h.hook}:${h.status}`);
-    assert.deepEqual(broken, ['pre-install:ok', 'install:ok', 'post-install:ok', 'pre-reboot:ok', 'switch:ok', 'boot:ok', 'post-boot-verify:failed', 'rollback:ok']);
+    assert.deepEqual(broken, ['install-check:ok', 'pre-install:ok', 'install:ok', 'post-install:ok', 'pre-reboot:ok', 'switch:ok', 'boot:ok', 'post-boot-verify:failed', 'rollback:ok']);
   });
 });

@@ -310,3 +310,21 @@ test('received PCMU decodes to the samples that were sent', async (t) => {
   detector.flush();
   assert.deepEqual(found, []);
 });
+
+test('statistics: what a phone sent, with two frames lost on the way', async (t) => {
+  const env = engine(t);
+  const p = await phone(t);
+  const a = await session(t, env, { remote: { address: HOST, port: p.port } });
+  for (let i = 0; i < 20; i++) {
+    if (i === 7 || i === 13) continue;
+    p.send(pcmuFrame(0x5eed, 1000 + i, 50_000 + i * 160), a.localPort);
+  }
+  await until(() => a.stats().packetsReceived === 18, 500, '18 packets');
+  const stats = a.stats();
+  assert.equal(stats.packetsLost, 2);
+  assert.equal(stats.octetsReceived, 18 * 160);
+  assert.equal(stats.malformed, 0);
+  // Garbage on the RTP port is counted, not played.
+  p.send(Buffer.from('not rtp at all'), a.localPort);
+  await until(() => a.stats().malformed === 1, 500, 'the malformed datagram');
+});

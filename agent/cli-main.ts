@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { Agent } from './agent.ts';
+import { ConfigError, loadConfig } from './config/load.ts';
+import { createLogger } from './log/logger.ts';
+import { formatStatus, readStatus } from './status.ts';
+import { imageUsage, runImageCommand } from '../image/cli.ts';
+
+const usage = `usage: branchline <command> [options]
+
+commands:
+  start  --config FILE           run the agent
+  status --config FILE [--json]  show the site's registrations (from its store)
+  check-config --config FILE     validate a config file and exit
+${imageUsage}  --version                      print the version
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function configArg(values: { config?: string | undefined }): string {
+  if (!values.config) {
+    process.stderr.write(`missing --config FILE\n\n${usage}`);
+    process.exit(2);
+  }
+  return values.config;
+}
+
+function load(file: string) {
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}
+
+async function start(file: string): Promise<void> {
+  const config = load(file);
+  const logger = createLogger(config.log.level);
+  const agent = new Agent(config, logger);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ event: 'agent.stopping', signal }, 'stopping');
+    agent.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    await agent.start();
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    logger.fatal({ err, code }, `agent failed to start: ${(err as Error).message}`);
+    await agent.stop().catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      json: { type: 'boolean' },
+      version: { type: 'boolean', short: 'v' },
+      help: { type: 'boolean', short: 'h' },
+      // bundle / update / slots (image/cli.ts)
+      slots: { type: 'string' },
+      key: { type: 'string', multiple: true },
+      installed: { type: 'string' },
+      deadline: { type: 'string' },
+    },
+  });
+  const command = positionals[0];
+  if (values.version || command === 'version') {
+    process.stdout.write(`branchline ${version()}\n`);
+    return;
+  }
+  switch (command) {
+    case 'start':
+      return start(configArg(values));
+    case 'status': {
+      const report = await readStatus(load(configArg(values)));
+      process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatStatus(report)}\n`);
+      return;
+    }
+    case 'check-config':
+      load(configArg(values));
+      process.stdout.write('config ok\n');
+      return;
+    case 'bundle':
+    case 'update':
+    case 'slots':
+      process.exitCode = await runImageCommand(command, positionals.slice(1), values);
+      return;
+    default:
+      process.stdout.write(usage);
+      if (!values.help && command !== 'help') process.exitCode = 2;
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`branchline: ${(err as Error).message}\n`);
+  process.exit(1);
+});
