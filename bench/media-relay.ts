@@ -75,7 +75,7 @@ type ToGenerator =
 type FromGenerator =
   | { op: 'bound'; ports: [number, number][] }
   | { op: 'started'; startedAt: number }
-  | { op: 'results'; sent: number; received: number; lost: number; jitter: number[]; sendLateP99Ms: number };
+  | { op: 'results'; sent: number; received: number; lost: number; jitter: number[]; sendLateP99Ms: number; cpuPercent: number };
 
 // ---- payload index that survives µ-law↔A-law transcoding ---------------------
 //
@@ -182,6 +182,7 @@ async function generatorRole(): Promise<void> {
   let capacity = 0;
   let sendLate: number[] = [];
   let lastArrival = 0;
+  let cpuAtStart = { cpu: process.cpuUsage(), at: performance.now() };
   const send = (m: FromGenerator): void => void process.send!(m);
 
   const bind = (): Promise<dgram.Socket> =>
@@ -250,9 +251,12 @@ async function generatorRole(): Promise<void> {
         if (sendLate.length > 100_000) sendLate = sendLate.slice(-50_000);
       };
       timer = setInterval(tick, 1);
+      cpuAtStart = { cpu: process.cpuUsage(), at: performance.now() };
       send({ op: 'started', startedAt });
     } else if (m.op === 'window') {
       clearInterval(timer);
+      const used = process.cpuUsage(cpuAtStart.cpu);
+      const cpuPercent = ((used.user + used.system) / 1000 / (performance.now() - cpuAtStart.at)) * 100;
       // Let the last frames land: wait until nothing has arrived for 200 ms (a
       // stalled generator may still have frames queued in its sockets).
       const stoppedAt = performance.now();
@@ -288,6 +292,7 @@ async function generatorRole(): Promise<void> {
         lost,
         jitter: summarise(jitter),
         sendLateP99Ms: sendLate[Math.floor(sendLate.length * 0.99)] ?? 0,
+        cpuPercent,
       });
     } else if (m.op === 'exit') {
       for (const pair of phones) for (const s of pair) s.close();
@@ -341,6 +346,7 @@ interface Row {
   rssMb: number;
   clockLateP99Ms: number;
   sendLateP99Ms: number;
+  generatorCpuPercent: number;
   preempted: number;
 }
 
@@ -398,6 +404,7 @@ async function runOne(calls: number, seconds: number, warmup: number, transcode:
       rssMb: report.rssBytes / 2 ** 20,
       clockLateP99Ms: report.clockLateP99Ms,
       sendLateP99Ms: results.sendLateP99Ms,
+      generatorCpuPercent: results.cpuPercent,
       preempted: report.preempted,
     };
   } finally {
@@ -443,7 +450,7 @@ async function main(): Promise<void> {
   if (os.loadavg()[0]! > 0.5) console.log('# WARNING: the machine is busy (load > 0.5): jitter and CPU figures will be pessimistic');
   console.log(`# ${seconds} s window after ${warmup} s warm-up; relay${pin ? ' on CPU 0, generator on CPU 1' : ' and generator not pinned'}${niceness ? `, both at nice ${niceness}` : ''}`);
   console.log(
-    '# calls  mode          pkt/s in+out  relay CPU  sent     lost  added jitter p50/p99/max ms   floor p99  RSS MB  clock p99  gen late p99  preempted',
+    '# calls  mode          pkt/s in+out  relay CPU  sent     lost  added jitter p50/p99/max ms   floor p99  RSS MB  clock p99  gen late p99  gen CPU  preempted',
   );
   const repeat = Math.max(1, Number(values.repeat));
   const rows: Row[] = [];
@@ -455,7 +462,7 @@ async function main(): Promise<void> {
       rows.push(row);
       const [p50, p99, max] = row.jitter.map((x) => x.toFixed(3));
       console.log(
-        `${String(row.calls).padStart(7)}  ${row.mode.padEnd(12)}  ${row.packetsPerSecond.toFixed(0).padStart(12)}  ${row.cpuPercent.toFixed(1).padStart(8)}%  ${String(row.sent).padStart(7)}  ${String(row.lost).padStart(5)}  ${`${p50} / ${p99} / ${max}`.padEnd(28)}  ${row.floor[1]!.toFixed(3).padStart(9)}  ${row.rssMb.toFixed(1).padStart(6)}  ${row.clockLateP99Ms.toFixed(2).padStart(9)}  ${row.sendLateP99Ms.toFixed(2).padStart(12)}  ${String(row.preempted).padStart(9)}`,
+        `${String(row.calls).padStart(7)}  ${row.mode.padEnd(12)}  ${row.packetsPerSecond.toFixed(0).padStart(12)}  ${row.cpuPercent.toFixed(1).padStart(8)}%  ${String(row.sent).padStart(7)}  ${String(row.lost).padStart(5)}  ${`${p50} / ${p99} / ${max}`.padEnd(28)}  ${row.floor[1]!.toFixed(3).padStart(9)}  ${row.rssMb.toFixed(1).padStart(6)}  ${row.clockLateP99Ms.toFixed(2).padStart(9)}  ${row.sendLateP99Ms.toFixed(2).padStart(12)}  ${row.generatorCpuPercent.toFixed(0).padStart(6)}%  ${String(row.preempted).padStart(9)}`,
       );
       const score = (x: Row): number => (x.lost > 0 ? Infinity : x.jitter[1]!);
       if (!bestRow || score(row) < score(bestRow)) bestRow = row;

@@ -174,6 +174,13 @@ export const configSchema = {
           number: { type: 'string', pattern: '^[0-9]{2,15}$' },
           name: { type: 'string' },
           password: { type: 'string', minLength: 4 },
+          auth_algorithms: {
+            type: 'array',
+            minItems: 1,
+            uniqueItems: true,
+            items: { enum: ['SHA-256', 'MD5'] },
+            description: 'digest algorithms offered to this extension; default sip.auth.algorithms',
+          },
           // voicemail and routing options arrive with their issues; unknown keys are errors.
         },
       },

@@ -14,6 +14,8 @@ export interface ExtensionConfig {
   number: string;
   name?: string;
   password: string;
+  /** Overrides sip.auth.algorithms for this extension's phone. */
+  auth_algorithms?: AuthAlgorithm[];
 }
 
 export interface AgentConfig {

@@ -14,6 +14,8 @@ import { planRegistration, type RegistrationPlan } from './plan.ts';
 
 export interface Credentials {
   ha1: Record<AuthAlgorithm, string>;
+  /** Algorithms this extension is challenged with, when not the site's default. */
+  algorithms?: readonly DigestAlgorithm[];
 }
 
 export interface RegistrarDeps {
@@ -88,21 +90,24 @@ export class Registrar {
     }
     const extension = unescapeUriPart(aor.user);
 
+    // Unknown extensions get the site's default, so a challenge says nothing about
+    // which extensions exist.
+    const algorithms = this.#deps.credentials.get(extension)?.algorithms ?? this.#algorithms;
     const authorization = req.headers.authorization ?? [];
-    if (authorization.length === 0) return this.#challenge(incoming, false);
+    if (authorization.length === 0) return this.#challenge(incoming, false, algorithms);
     const verdict = verifyAuthorization({
       authorization,
       method: req.method,
       requestUri: req.uri,
       realm: sip.domain,
-      algorithms: this.#algorithms,
+      algorithms,
       lookupHa1: (user, alg) => this.#deps.credentials.get(user)?.ha1[alg],
       nonces: this.#nonces,
     });
     if (!verdict.ok) {
       switch (verdict.code) {
         case 'stale-nonce':
-          return this.#challenge(incoming, true);
+          return this.#challenge(incoming, true, algorithms);
         case 'unknown-user':
         case 'bad-response':
         case 'uri-mismatch':
@@ -114,7 +119,7 @@ export class Registrar {
           // Unknown scheme, a nonce we never issued, a replayed nonce-count or an
           // unparseable header: ask again rather than refuse outright.
           log().debug({ reason: verdict.code }, 'authorization not usable; challenging again');
-          return this.#challenge(incoming, false);
+          return this.#challenge(incoming, false, algorithms);
       }
     }
     if (verdict.username !== extension) {
@@ -152,8 +157,8 @@ export class Registrar {
     await this.#apply(incoming, extension, plan, log);
   }
 
-  #challenge(incoming: IncomingRequest, stale: boolean): void {
-    const values = buildChallenge({ realm: this.#deps.config.domain, algorithms: this.#algorithms, stale, nonces: this.#nonces });
+  #challenge(incoming: IncomingRequest, stale: boolean, algorithms: readonly DigestAlgorithm[]): void {
+    const values = buildChallenge({ realm: this.#deps.config.domain, algorithms, stale, nonces: this.#nonces });
     incoming.respondStateless(401, 'Unauthorized', { toTag: 'reg', headers: { 'WWW-Authenticate': values } });
   }
 

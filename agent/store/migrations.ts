@@ -31,7 +31,8 @@ const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> 
         registered_at INTEGER NOT NULL,
         PRIMARY KEY (extension, contact)
       );
-      CREATE INDEX bindings_expires_at ON bindings(expires_at);
+      -- No index on expires_at: expiry runs from the registrar's in-memory table, and
+      -- every refresh would pay for maintaining it.
     `,
   },
   {

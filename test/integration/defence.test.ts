@@ -113,3 +113,28 @@ describe('defence', () => {
     }
   });
 });
+
+describe('per-extension digest algorithms', () => {
+  test('an extension set to MD5 is challenged with MD5 only; the others with SHA-256 first', async () => {
+    const agent = await startAgent({
+      domain,
+      extensions: [
+        { number: '2001', password: 'legacy-phone-pw' },
+        { number: '2002', password: 'modern-phone-pw' },
+      ],
+      extraConfig: { extensions: [{ number: '2001', password: 'legacy-phone-pw', auth_algorithms: ['MD5'] }, { number: '2002', password: 'modern-phone-pw' }] },
+    });
+    const peer = await UdpPeer.open();
+    try {
+      const legacy = await peer.exchange(registerRequest({ user: '2001', domain, localPort: peer.port }), agent.udpPort);
+      assert.deepEqual(challengesOf(legacy ?? '').map((c) => c.algorithm), ['MD5']);
+      const modern = await peer.exchange(registerRequest({ user: '2002', domain, localPort: peer.port }), agent.udpPort);
+      assert.deepEqual(challengesOf(modern ?? '').map((c) => c.algorithm), ['SHA-256', 'MD5']);
+      const ok = await registerWithAuth(peer, agent.udpPort, { user: '2001', password: 'legacy-phone-pw', domain, algorithm: 'MD5' });
+      assert.equal(statusOf(ok ?? ''), 200);
+    } finally {
+      peer.close();
+      await agent.cleanup();
+    }
+  });
+});

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { deleteBinding, loadBindings, upsertBinding, type Binding } from '../../agent/store/bindings.ts';
-import { Database } from '../../agent/store/db.ts';
+import { Database, inlineParams, sqlLiteral } from '../../agent/store/db.ts';
 import { loadExtensions, syncExtensions } from '../../agent/store/extensions.ts';
 import { GroupCommitter } from '../../agent/store/group-commit.ts';
 import { latestSchemaVersion, migrate } from '../../agent/store/migrations.ts';
@@ -81,5 +81,20 @@ test('expired bindings are told apart on load', async () => {
   const { live, expired } = await loadBindings(db, Date.now());
   assert.deepEqual(live.map((b) => b.contact), ['sip:new@h']);
   assert.deepEqual(expired.map((b) => b.contact), ['sip:old@h']);
+  await db.close();
+});
+
+test('inlined parameters survive quotes, placeholders in strings and injection attempts', async () => {
+  const db = await freshDb();
+  await syncExtensions(db, [ext('1001')]);
+  const hostile = [`it's`, `?`, `'); DROP TABLE bindings; --`, `"quoted" \\ back`, 'ünïcødé ☎'];
+  await db.transaction(hostile.map((ua, i) => upsertBinding({ ...binding('1001', `sip:${i}@h?x='?'`, Date.now() + 60_000), userAgent: ua })));
+  const { live } = await loadBindings(db, Date.now());
+  assert.deepEqual(live.map((b) => b.userAgent).sort(), [...hostile].sort());
+  assert.ok(live.some((b) => b.contact === "sip:0@h?x='?'"));
+  assert.throws(() => inlineParams('SELECT ?, ?', [1]), /too few parameters/);
+  assert.throws(() => inlineParams('SELECT ?', [1, 2]), /2 parameters for 1 placeholders/);
+  assert.equal(inlineParams("SELECT '?', ?", [null]), "SELECT '?', NULL");
+  assert.throws(() => sqlLiteral('a\0b'), /NUL/);
   await db.close();
 });
