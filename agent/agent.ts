@@ -114,6 +114,7 @@ export class Agent {
       maxMessageBytes: config.sip.max_message_bytes,
       maxTcpConnections: config.sip.tcp_max_connections,
       tcpIdleTimeoutMs: config.sip.tcp_idle_timeout * 1000,
+      timers: config.sip.timers,
       checks: {
         supportedExtensions: new Set(['path', 'outbound']),
         acceptedContentTypes: new Set(['application/sdp']),

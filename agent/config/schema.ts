@@ -42,6 +42,17 @@ export const configSchema = {
         max_message_bytes: { type: 'integer', minimum: 1500, maximum: 1048576, default: 65535 },
         tcp_max_connections: { type: 'integer', minimum: 1, default: 2048 },
         tcp_idle_timeout: { type: 'integer', minimum: 10, default: 900, description: 'seconds' },
+        timers: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'RFC 3261 timer base values in milliseconds; change only for links with unusual round-trip times',
+          properties: {
+            t1: { type: 'integer', minimum: 10, maximum: 10000, default: 500 },
+            t2: { type: 'integer', minimum: 100, maximum: 60000, default: 4000 },
+            t4: { type: 'integer', minimum: 100, maximum: 60000, default: 5000 },
+          },
+        },
         registrar: {
           type: 'object',
           additionalProperties: false,

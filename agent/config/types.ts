@@ -30,6 +30,8 @@ export interface AgentConfig {
     max_message_bytes: number;
     tcp_max_connections: number;
     tcp_idle_timeout: number;
+    /** RFC 3261 T1, T2, T4 in milliseconds. */
+    timers: { t1: number; t2: number; t4: number };
     registrar: { min_expires: number; max_expires: number; default_expires: number; max_contacts: number };
     auth: { algorithms: AuthAlgorithm[]; nonce_lifetime: number };
     security: {

@@ -8,6 +8,8 @@ import { RateLimiter } from './rate-limiter.ts';
 
 type SecurityConfig = AgentConfig['sip']['security'];
 
+const TRUSTED_CACHE_LIMIT = 4096;
+
 /**
  * The agent's first line of defence, run on every request before any transaction
  * state is created: scanners and locked-out or flooding sources are dropped without
@@ -20,6 +22,8 @@ export class SecurityGuard {
   readonly #rate: RateLimiter;
   readonly lockout: AuthLockout;
   readonly #trusted = new BlockList();
+  /** isTrusted answers by address: BlockList.check builds a native SocketAddress per call. */
+  readonly #trustedCache = new Map<string, boolean>();
   readonly #scannerPatterns: string[];
   /** Last time we logged about a source, so a flood produces one line a minute, not thousands. */
   readonly #lastLogged = new Map<string, number>();
@@ -36,6 +40,7 @@ export class SecurityGuard {
   }
 
   start(): void {
+    this.#trustedCache.clear();
     for (const net of this.#config.trusted_networks) {
       const [address, prefix] = net.split('/') as [string, string | undefined];
       const family = isIPv6(address) ? 'ipv6' : 'ipv4';
@@ -52,7 +57,14 @@ export class SecurityGuard {
   }
 
   isTrusted(address: string): boolean {
-    return this.#trusted.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
+    let trusted = this.#trustedCache.get(address);
+    if (trusted === undefined) {
+      trusted = this.#trusted.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
+      // Bounded: a flood from many sources just starts the cache over.
+      if (this.#trustedCache.size >= TRUSTED_CACHE_LIMIT) this.#trustedCache.clear();
+      this.#trustedCache.set(address, trusted);
+    }
+    return trusted;
   }
 
   /** The stack's request filter: 'drop' or undefined (let it through). */

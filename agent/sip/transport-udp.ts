@@ -6,6 +6,8 @@
 
 import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns';
+import type { LookupOneOptions } from 'node:dns';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Endpoint } from './types.ts';
@@ -25,6 +27,20 @@ const CR = 0x0d;
 const LF = 0x0a;
 /** Socket buffers sized for REGISTER bursts after a power cut (all phones at once). */
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
+
+/**
+ * dgram resolves the destination of every send, even an IP literal, through
+ * dns.lookup, which answers a literal on the next tick: one extra tick per datagram.
+ * Responses always go to a literal (the request's source address), so answer those
+ * at once and leave names to dns.lookup.
+ */
+function literalFirstLookup(hostname: string, options: LookupOneOptions, callback: LookupCallback): void {
+  const family = isIP(hostname);
+  if (family !== 0) callback(null, hostname, family);
+  else dnsLookup(hostname, options, callback);
+}
 
 function isOnlyLineBreaks(bytes: Buffer): boolean {
   for (let i = 0; i < bytes.length; i++) {
@@ -59,7 +75,7 @@ export class UdpTransport implements Transport {
 
   start(): Promise<void> {
     const { host, port } = this.opts;
-    const socket = createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
+    const socket = createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4', lookup: literalFirstLookup });
     this.socket = socket;
     return new Promise<void>((resolve, reject) => {
       const onBindError = (err: Error): void => {

@@ -29,7 +29,8 @@ test('the sample config loads with defaults filled in', () => {
   assert.deepEqual(config.sip.udp, { host: '0.0.0.0', port: 5060 });
   assert.equal(config.extensions.length, 2);
   assert.equal(config.sip.registrar.min_expires, 60);
-  assert.deepEqual(config.sip.auth.algorithms, ['SHA-256', 'MD5']);
+  assert.deepEqual(config.sip.auth.algorithms, ['MD5'], 'the sample serves phones that abort on SHA-256');
+  assert.deepEqual(config.sip.timers, { t1: 500, t2: 4000, t4: 5000 });
   assert.equal(config.log.level, 'info');
   assert.equal(config.state_dir, path.resolve('data'));
 });

@@ -1,0 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { loadConfig } from './agent/config/load.ts';
+const m = (l: string) => { const u = process.memoryUsage(); const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024; console.log(l, 'rss', rss.toFixed(0), 'heapTotal', (u.heapTotal / 1e6).toFixed(0), 'used', (u.heapUsed / 1e6).toFixed(0), 'ext', (u.external / 1e6).toFixed(0)); };
+m('start');
+const { default: YAML } = await import('yaml');
+m('imported');
+const cfg = process.argv[2] === 'parse' ? YAML.parse(readFileSync('/tmp/prof/b.yaml', 'utf8')) : loadConfig('/tmp/prof/b.yaml');
+m('config');
+await new Promise((r) => setTimeout(r, 3000));
+m('after 3s');
+console.log(Object.keys(cfg).length);

@@ -1,0 +1,27 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync, readFileSync } from 'node:fs';
+import { runSipp, writeUsersFile } from './test/helpers/sipp.ts';
+const N = 10000;
+const users = Array.from({ length: N }, (_, i) => ({ user: String(100000 + i), password: `pw${100000 + i}` }));
+const ext = users.map((u) => `  - {number: "${u.user}", password: "${u.password}"}`).join('\n');
+writeFileSync('/tmp/prof/a.yaml', `site: {id: prof}\nstate_dir: /tmp/prof/state\nlog: {level: info}\n${process.env['MQTTCFG'] ?? 'mqtt: {embedded: {listen: 127.0.0.1:21883}}'}\nsip:\n  domain: bench.test\n  udp: 127.0.0.1:35060\n  tcp: 127.0.0.1:35060\n  auth: {algorithms: [MD5]}\n  security: {trusted_networks: [127.0.0.0/8]}\nextensions:\n${ext}\n`);
+await writeUsersFile('/tmp/prof/users.csv', users);
+const flags = (process.env['PROF'] ?? '').split(' ').filter(Boolean);
+const child = spawn('taskset', ['-c', '1', process.execPath, ...flags, process.env['AGENT'] ?? '/work/main/agent/cli.ts', 'start', '--config', '/tmp/prof/a.yaml'], { stdio: ['ignore', 'pipe', 'inherit'] });
+child.stdout!.on('data', (d: Buffer) => { for (const l of d.toString().split('\n')) if (l.includes('store.stats')) console.log(l); });
+await new Promise((r) => setTimeout(r, 2500));
+const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024;
+console.log('rss start', rss().toFixed(0));
+const rate = Number(process.env['RATE'] ?? 2000);
+const secs = Number(process.env['SECS'] ?? 15);
+const ticks = () => { const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' '); return Number(f[11]) + Number(f[12]); };
+const sys = () => Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[12]);
+const s0 = sys();
+const t0 = ticks();
+const timer = setInterval(() => console.log('rss', rss().toFixed(0)), 3000);
+const r = await runSipp({ scenario: 'register-auth', remote: '127.0.0.1:35060', calls: rate * secs, rate, usersFile: '/tmp/prof/users.csv', authUri: 'bench.test', cpu: 0, timeoutMs: (secs + 20) * 1000, set: { domain: 'bench.test', expires: 3600 }, limit: Math.max(2000, rate * 2), extraArgs: ['-max_recv_loops', '10000', '-max_sched_loops', '10000', '-buff_size', String(4 << 20)] });
+clearInterval(timer);
+if (process.env['SNAP']) { child.kill('SIGUSR2'); await new Promise((r) => setTimeout(r, 8000)); }
+console.log('cpu µs/reg', ((ticks() - t0) * 10000 / r.successful).toFixed(0), 'of which sys', ((sys() - s0) * 10000 / r.successful).toFixed(0), 'ok', r.successful, 'failed', r.failed, 'retrans', r.retransmissions, 'rss end', rss().toFixed(0));
+child.kill('SIGINT');
+await new Promise((res) => child.once('exit', res));
