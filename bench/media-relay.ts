@@ -21,7 +21,8 @@
 //                   the relay did not get the CPU when it needed it
 //   gen late p99    how late the generator sent, against its schedule
 //   preempted       involuntary context switches of the relay in the window:
-//                   other processes taking its CPU (a shared machine)
+//                   other processes (or its own V8 helper threads, when
+//                   pinned to one core) taking its CPU
 // It prints figures, never pass/fail.
 //
 //   node bench/media-relay.ts                          # N = 50,100,200,300 pass-through
@@ -29,6 +30,7 @@
 //   node bench/media-relay.ts --transcode              # leg B PCMA: µ-law↔A-law on every packet
 //   node bench/media-relay.ts --repeat 3 --nice=-10    # on a machine shared with other work
 //   node bench/media-relay.ts --realtime               # SCHED_RR: what the relay does when it has the CPU
+//   BENCH_CHILD_FLAGS=--max-semi-space-size=64 node bench/media-relay.ts   # V8/Node flags for relay and generator
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import os from 'node:os';

@@ -539,9 +539,10 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
 
   readonly #onTick = (tick: number, due: number): void => {
     if (!this.#running) return;
-    const now = performance.now();
-    this.#eventReceiver.poll(now);
-    this.#housekeeping(now);
+    // The tick's due time stands for "now": timeouts need no better, and it
+    // spares a clock read per session per tick (400 sessions for 200 calls).
+    this.#eventReceiver.poll(due);
+    this.#housekeeping(due);
     const canSend = this.#canSend();
     // Digits first: an RFC 4733 event or an in-band tone holds the stream.
     if (this.#gapTicks > 0) this.#gapTicks--;
