@@ -152,7 +152,9 @@ export async function buildExecutable(opts: ExecutableOptions): Promise<{ bundle
       useSnapshot: false,
       // The service unit also drops NODE_OPTIONS; here the binary itself ignores it,
       // so no environment can inject code or flags into the agent.
-      execArgv: [],
+      // The same young-generation cap agent/cli.ts sets when run from sources (its
+      // comment has the figures); here it applies from the first allocation.
+      execArgv: ['--max-semi-space-size=4'],
       execArgvExtension: 'none',
     }),
   );
