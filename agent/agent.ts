@@ -7,6 +7,7 @@ import { Registrar, type Credentials } from './registrar/registrar.ts';
 import { SecurityGuard } from './security/guard.ts';
 import { computeHa1 } from './sip/digest.ts';
 import { SipStack, type IncomingRequest } from './sip/stack.ts';
+import { formatHostPort } from './sip/transport.ts';
 import { Database } from './store/db.ts';
 import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
@@ -19,8 +20,7 @@ export const pidFileName = 'agent.pid';
 const allowedMethods = 'REGISTER, OPTIONS';
 
 function formatListen(a: { address: string; port: number } | undefined): string | undefined {
-  if (!a) return undefined;
-  return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  return a ? formatHostPort(a.address, a.port) : undefined;
 }
 
 /**

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { Agent } from './agent.ts';
 import { ConfigError, loadConfig } from './config/load.ts';
 import { createLogger } from './log/logger.ts';
+import { stopOnSignals } from './runtime/stop-on-signals.ts';
 import { formatStatus, readStatus } from './status.ts';
 import { imageUsage, runImageCommand } from '../image/cli.ts';
 
@@ -44,21 +45,7 @@ async function start(file: string): Promise<void> {
   const config = load(file);
   const logger = createLogger(config.log.level);
   const agent = new Agent(config, logger);
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ event: 'agent.stopping', signal }, 'stopping');
-    agent.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  stopOnSignals('agent', logger, () => agent.stop());
   try {
     await agent.start();
   } catch (err) {

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import YAML from 'yaml';
 import { createLogger } from '../agent/log/logger.ts';
+import { stopOnSignals } from '../agent/runtime/stop-on-signals.ts';
 import type { LogLevel } from '../agent/config/types.ts';
 import type { TlsFiles } from '../agent/sync/link.ts';
 import type { RecordRow, SiteSummary } from '../agent/sync/protocol.ts';
@@ -120,21 +121,7 @@ async function serve(values: Values): Promise<void> {
     ...(values.share ? { shareGroup: values.share } : {}),
     logger,
   });
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ event: 'controller.stopping', signal }, 'stopping');
-    controller.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  stopOnSignals('controller', logger, () => controller.stop());
   await controller.start(timeoutMs(values) * 3);
 }
 

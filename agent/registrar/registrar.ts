@@ -5,6 +5,7 @@ import type { SecurityGuard } from '../security/guard.ts';
 import { buildChallenge, verifyAuthorization, type DigestAlgorithm } from '../sip/digest.ts';
 import { NonceService } from '../sip/nonces.ts';
 import type { IncomingRequest } from '../sip/stack.ts';
+import { formatHostPort } from '../sip/transport.ts';
 import { parseUri, unescapeUriPart } from '../sip/uri.ts';
 import { deleteBinding, loadBindings, upsertBinding, type Binding } from '../store/bindings.ts';
 import type { Database } from '../store/db.ts';
@@ -31,7 +32,7 @@ export interface RegistrarDeps {
 
 function sourceOf(req: IncomingRequest): string {
   const s = req.source;
-  return `${s.transport}:${s.address.includes(':') ? `[${s.address}]` : s.address}:${s.port}`;
+  return `${s.transport}:${formatHostPort(s.address, s.port)}`;
 }
 
 /**
