@@ -103,7 +103,22 @@ function connectWithRetry(port: number, deadline: number, child: ReturnType<type
   });
 }
 
+/**
+ * Starts a phone; on a port clash (another process bound one of its ports between
+ * our check and baresip's bind) it starts again on fresh ports, up to 3 times.
+ */
 export async function startBaresip(opts: StartBaresipOptions): Promise<BaresipHandle> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startBaresipOnce(opts);
+    } catch (err) {
+      const clash = err instanceof BaresipStartError && err.message.includes('Address already in use');
+      if (!clash || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startBaresipOnce(opts: StartBaresipOptions): Promise<BaresipHandle> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'branchline-baresip-'));
   const sipPort = await freeUdpTcpPort();
   const ctrlPort = await freeUdpTcpPort();
