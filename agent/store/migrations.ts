@@ -69,6 +69,57 @@ const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> 
       );
     `,
   },
+  {
+    // agent/store/call-records.ts: one row per call (CDR) and one per leg, written
+    // once when the call ends. mode_durations is JSON ({"bridged": ms, ...}) so that a
+    // new call mode needs no migration. agent/store/feature-state.ts: what feature
+    // codes (*78 DND, *72 forward...) changed per extension; NULL in a column means
+    // "as the config says", '' in a forward column means "off by feature code".
+    version: 3,
+    name: 'call records and feature-code state',
+    sql: `
+      CREATE TABLE calls (
+        id             TEXT PRIMARY KEY,
+        site_id        TEXT NOT NULL,
+        caller         TEXT NOT NULL,
+        caller_name    TEXT,
+        dialed         TEXT NOT NULL,
+        answered_by    TEXT,
+        started_at     INTEGER NOT NULL,
+        answered_at    INTEGER,
+        ended_at       INTEGER NOT NULL,
+        disposition    TEXT NOT NULL,
+        final_status   INTEGER,
+        reason         TEXT,
+        emergency      INTEGER NOT NULL,
+        mode_durations TEXT NOT NULL,
+        media_policy   TEXT NOT NULL
+      );
+      CREATE INDEX calls_started_at ON calls (started_at);
+      CREATE TABLE call_legs (
+        call_id     TEXT NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
+        leg         TEXT NOT NULL,
+        direction   TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        party       TEXT NOT NULL,
+        sip_call_id TEXT,
+        started_at  INTEGER NOT NULL,
+        answered_at INTEGER,
+        ended_at    INTEGER NOT NULL,
+        status      INTEGER,
+        ended_by    TEXT,
+        PRIMARY KEY (call_id, leg)
+      );
+      CREATE TABLE feature_state (
+        extension         TEXT PRIMARY KEY REFERENCES extensions(number) ON DELETE CASCADE,
+        dnd               INTEGER,
+        forward_always    TEXT,
+        forward_busy      TEXT,
+        forward_no_answer TEXT,
+        updated_at        INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 export const latestSchemaVersion = migrations[migrations.length - 1]?.version ?? 0;
