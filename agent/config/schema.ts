@@ -175,6 +175,124 @@ export const configSchema = {
         },
       },
     },
+    // agent/media and agent/calls (docs/media.md, docs/calls.md).
+    media: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        bind_address: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'RTP sockets bind here', restart: true },
+        advertise_address: { type: 'string', minLength: 1, description: 'address written into SDP; default: the SIP stack\'s advertised address when bound to 0.0.0.0' },
+        port_range: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            min: { type: 'integer', minimum: 1024, maximum: 65534, default: 16384 },
+            max: { type: 'integer', minimum: 1025, maximum: 65535, default: 32767 },
+          },
+          restart: true,
+        },
+        codecs: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: ['PCMU', 'PCMA'] }, default: ['PCMU', 'PCMA'], description: 'preference for offers and answers' },
+        country: { enum: ['US', 'UK', 'DE', 'FR'], default: 'US', description: 'call-progress tones' },
+        latching: { type: 'boolean', default: true, description: 'symmetric RTP: send to where the phone\'s RTP comes from (NAT)' },
+        media_timeout: { type: 'integer', minimum: 0, default: 0, description: 'seconds without RTP before an anchored call is hung up; 0 = never' },
+        policy: { enum: ['direct', 'anchored'], default: 'anchored', description: 'default media policy of a call' },
+      },
+    },
+    calls: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        max_concurrent: { type: 'integer', minimum: 1, default: 500, description: 'calls in progress at once; more are answered 503 with Retry-After' },
+        retry_after: { type: 'integer', minimum: 1, default: 30, description: 'seconds, in the Retry-After of that 503' },
+      },
+    },
+    // agent/voicemail (docs/voicemail.md): site-wide settings; each mailbox is an
+    // extension's `voicemail` key.
+    voicemail: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        format: { enum: ['ulaw', 'pcm16'], default: 'ulaw', description: 'how messages are stored: 8-bit µ-law WAV (8 kB/s) or 16-bit PCM WAV' },
+        prompts_dir: { type: 'string', minLength: 1, description: 'folder of generated prompt WAVs; default: generated/prompts beside the agent', restart: true },
+        pin_attempts: { type: 'integer', minimum: 1, maximum: 10, default: 3, description: 'wrong PINs before the call is ended' },
+        lockout: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            failures: { type: 'integer', minimum: 1, default: 5, description: 'wrong PINs for one mailbox, across calls, before it is locked' },
+            duration: { type: 'integer', minimum: 1, default: 900, description: 'seconds a locked mailbox refuses every PIN' },
+          },
+        },
+        mwi: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            unsolicited: { type: 'boolean', default: true, description: 'send message-summary NOTIFY to registered phones that did not subscribe' },
+            min_expires: { type: 'integer', minimum: 1, default: 60, description: 'shortest SUBSCRIBE expiry accepted (seconds; shorter gets 423)' },
+            max_expires: { type: 'integer', minimum: 60, default: 3600, description: 'longest SUBSCRIBE expiry granted (seconds)' },
+          },
+        },
+      },
+    },
+    // drivers/ (docs/drivers.md). Driver-specific keys are checked against the driver
+    // by drivers/index.ts (lineCardProblems) when the cards are created.
+    linecards: {
+      type: 'array',
+      default: [],
+      description: 'line cards: the simulated card (sim) and serial AT-command lines (serial-at)',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['driver', 'name'],
+        properties: {
+          driver: { enum: ['sim', 'serial-at'] },
+          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$', description: 'unique; trunks name cards by it' },
+          type: { enum: ['t1', 'e1', 'fxo'], description: 'sim: the kind of card' },
+          spans: { type: 'integer', minimum: 1, maximum: 8, description: 'sim t1/e1: spans on the card (default 1)' },
+          signalling: { enum: ['pri', 'cas'], description: 'sim t1/e1: ISDN PRI (default) or CAS' },
+          ports: { type: 'integer', minimum: 1, maximum: 32, description: 'sim fxo: number of ports (default 4)' },
+          numbers: {
+            type: 'array',
+            items: { type: 'string', pattern: '^\\+?[0-9]{2,15}$' },
+            description: "sim fxo: each port's own number, in port order",
+          },
+          control: { type: 'string', minLength: 1, description: 'sim: control socket of the simulated PSTN, host:port (loopback) or a Unix socket path', restart: true },
+          subscribers: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['number'],
+              properties: {
+                number: { type: 'string', pattern: '^\\+?[0-9]{2,15}$' },
+                name: { type: 'string' },
+                behaviour: { enum: ['answer', 'ring', 'busy', 'reject'] },
+                answer_after: { type: 'number', minimum: 0, maximum: 300, description: 'seconds' },
+                audio: { enum: ['echo', 'tone', 'silence'] },
+              },
+            },
+            description: 'sim: subscribers of the simulated PSTN that outbound calls reach',
+          },
+          kind: { enum: ['voice-modem', 'cellular'], description: 'serial-at: what is on the serial port' },
+          device: { type: 'string', minLength: 1, description: 'serial-at: serial device path' },
+          baud: { enum: [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600], description: 'serial-at (default 115200)' },
+          number: { type: 'string', pattern: '^\\+?[0-9]{2,15}$', description: "serial-at: the line's own number" },
+          command_timeout: { type: 'number', minimum: 0.1, maximum: 120, description: 'serial-at: seconds (default 5)' },
+          dial_timeout: { type: 'number', minimum: 1, maximum: 300, description: 'serial-at: seconds (default 60)' },
+          reopen_max: { type: 'number', minimum: 0.1, maximum: 3600, description: 'serial-at: longest pause between reopen attempts, seconds (default 30)' },
+        },
+        allOf: [
+          { if: { required: ['driver'], properties: { driver: { const: 'sim' } } }, then: { required: ['type'] } },
+          { if: { required: ['driver'], properties: { driver: { const: 'serial-at' } } }, then: { required: ['kind', 'device'] } },
+        ],
+      },
+    },
     extensions: {
       type: 'array',
       items: {
@@ -192,7 +310,21 @@ export const configSchema = {
             items: { enum: ['SHA-256', 'MD5'] },
             description: 'digest algorithms offered to this extension; default sip.auth.algorithms',
           },
-          // voicemail and routing options arrive with their issues; unknown keys are errors.
+          media_policy: { enum: ['direct', 'anchored'], description: "this phone's calls: agent relays RTP (anchored) or phones send it to each other (direct); default media.policy" },
+          voicemail: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['pin'],
+            description: 'the extension has a mailbox when this key is present (docs/voicemail.md)',
+            properties: {
+              pin: { type: 'string', pattern: '^[0-9]{4,10}$', description: 'mailbox PIN, 4–10 digits; a PIN changed by phone overrides it until this value changes' },
+              max_messages: { type: 'integer', minimum: 1, maximum: 10000, default: 100, description: 'messages kept in all folders; a full mailbox takes no more' },
+              max_message_seconds: { type: 'integer', minimum: 5, maximum: 3600, default: 180, description: 'recording stops at this length' },
+              min_message_seconds: { type: 'number', minimum: 0, maximum: 60, default: 1, description: 'shorter recordings are discarded' },
+              silence_seconds: { type: 'number', minimum: 1, maximum: 60, default: 5, description: 'recording stops after this much silence (trimmed from the message)' },
+            },
+          },
+          // routing options arrive with their issues; unknown keys are errors.
         },
       },
     },

@@ -16,6 +16,53 @@ export interface ExtensionConfig {
   password: string;
   /** Overrides sip.auth.algorithms for this extension's phone. */
   auth_algorithms?: AuthAlgorithm[];
+  /** Present: the extension has a mailbox (agent/voicemail). */
+  voicemail?: MailboxConfig;
+  /** Overrides media.policy for calls to and from this phone. */
+  media_policy?: MediaPolicyName;
+}
+
+export type MediaPolicyName = 'direct' | 'anchored';
+
+/** agent/media (docs/media.md); mapped onto the engine's MediaConfig in agent.ts. */
+export interface MediaSettings {
+  bind_address: string;
+  advertise_address?: string;
+  port_range: { min: number; max: number };
+  codecs: Array<'PCMU' | 'PCMA'>;
+  country: 'US' | 'UK' | 'DE' | 'FR';
+  latching: boolean;
+  /** Seconds; 0 = never. */
+  media_timeout: number;
+  policy: MediaPolicyName;
+}
+
+/** agent/calls (docs/calls.md). */
+export interface CallSettings {
+  max_concurrent: number;
+  /** Seconds. */
+  retry_after: number;
+}
+
+/** An extension's mailbox (agent/voicemail, docs/voicemail.md). */
+export interface MailboxConfig {
+  pin: string;
+  max_messages: number;
+  max_message_seconds: number;
+  min_message_seconds: number;
+  silence_seconds: number;
+}
+
+/** agent/voicemail: site-wide settings. */
+export interface VoicemailConfig {
+  format: 'ulaw' | 'pcm16';
+  /** Absolute path when given (resolved against the config file). */
+  prompts_dir?: string;
+  pin_attempts: number;
+  /** failures before a mailbox locks; duration in seconds. */
+  lockout: { failures: number; duration: number };
+  /** Expiries in seconds. */
+  mwi: { unsolicited: boolean; min_expires: number; max_expires: number };
 }
 
 export interface AgentConfig {
@@ -42,10 +89,13 @@ export interface AgentConfig {
     };
   };
   extensions: ExtensionConfig[];
+  media: MediaSettings;
+  calls: CallSettings;
   /** agent/sync: the MQTT link. Filled with defaults when the file has no `mqtt` key. */
   mqtt: MqttConfig;
   sync: SyncConfig;
   health: HealthConfig;
+  voicemail: VoicemailConfig;
 }
 
 export interface MqttConfig {

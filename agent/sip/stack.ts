@@ -323,14 +323,23 @@ export class SipStack {
    * CANCEL for an INVITE sent with request() (9.1): waits for a provisional
    * response first, as 9.1 asks. Resolves with the CANCEL's final response, or
    * undefined when the INVITE ended (final response, timeout) without one.
+   * `headers` are added to the CANCEL.
    */
-  async cancel(invite: SipRequest, dest: Endpoint): Promise<SipResponse | undefined> {
+  async cancel(invite: SipRequest, dest: Endpoint, headers?: Record<string, string>): Promise<SipResponse | undefined> {
     const branch = invite.headers.via[0]?.params['branch'];
     if (typeof branch !== 'string') return undefined;
     const txn = this.clients.get(clientKey(branch, 'INVITE'));
     if (!(txn instanceof InviteClientTransaction)) return undefined;
     if (!(await txn.waitForProvisional())) return undefined;
-    return this.request(buildCancel(invite), dest);
+    const cancel = buildCancel(invite);
+    // e.g. Reason (RFC 3326): "Call completed elsewhere" for the losers of a fork.
+    for (const [name, value] of Object.entries(headers ?? {})) cancel.headers[name.toLowerCase()] = value;
+    return this.request(cancel, dest);
+  }
+
+  /** The host we write into Via sent-by (and the call core into Contact) for a transport, once started. */
+  advertisedHost(transport: TransportName): string | undefined {
+    return this.sentByHost.get(transport);
   }
 
   /** Sends a request outside any transaction (the ACK for a 2xx, 13.2.2.4). Fills Via like request(). */
