@@ -127,6 +127,7 @@ export function configFromData(data: unknown, file: string): AgentConfig {
     const value = config.mqtt[key];
     if (value !== undefined) config.mqtt[key] = path.resolve(base, value);
   }
+  if (config.voicemail.prompts_dir !== undefined) config.voicemail.prompts_dir = path.resolve(base, config.voicemail.prompts_dir);
   return config;
 }
 
