@@ -293,6 +293,59 @@ export const configSchema = {
         ],
       },
     },
+    // drivers/ (docs/drivers.md). Driver-specific keys are checked against the driver
+    // by drivers/index.ts (lineCardProblems) when the cards are created.
+    linecards: {
+      type: 'array',
+      default: [],
+      description: 'line cards: the simulated card (sim) and serial AT-command lines (serial-at)',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['driver', 'name'],
+        properties: {
+          driver: { enum: ['sim', 'serial-at'] },
+          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$', description: 'unique; trunks name cards by it' },
+          type: { enum: ['t1', 'e1', 'fxo'], description: 'sim: the kind of card' },
+          spans: { type: 'integer', minimum: 1, maximum: 8, description: 'sim t1/e1: spans on the card (default 1)' },
+          signalling: { enum: ['pri', 'cas'], description: 'sim t1/e1: ISDN PRI (default) or CAS' },
+          ports: { type: 'integer', minimum: 1, maximum: 32, description: 'sim fxo: number of ports (default 4)' },
+          numbers: {
+            type: 'array',
+            items: { type: 'string', pattern: '^\\+?[0-9]{2,15}$' },
+            description: "sim fxo: each port's own number, in port order",
+          },
+          control: { type: 'string', minLength: 1, description: 'sim: control socket of the simulated PSTN, host:port (loopback) or a Unix socket path', restart: true },
+          subscribers: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['number'],
+              properties: {
+                number: { type: 'string', pattern: '^\\+?[0-9]{2,15}$' },
+                name: { type: 'string' },
+                behaviour: { enum: ['answer', 'ring', 'busy', 'reject'] },
+                answer_after: { type: 'number', minimum: 0, maximum: 300, description: 'seconds' },
+                audio: { enum: ['echo', 'tone', 'silence'] },
+              },
+            },
+            description: 'sim: subscribers of the simulated PSTN that outbound calls reach',
+          },
+          kind: { enum: ['voice-modem', 'cellular'], description: 'serial-at: what is on the serial port' },
+          device: { type: 'string', minLength: 1, description: 'serial-at: serial device path' },
+          baud: { enum: [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600], description: 'serial-at (default 115200)' },
+          number: { type: 'string', pattern: '^\\+?[0-9]{2,15}$', description: "serial-at: the line's own number" },
+          command_timeout: { type: 'number', minimum: 0.1, maximum: 120, description: 'serial-at: seconds (default 5)' },
+          dial_timeout: { type: 'number', minimum: 1, maximum: 300, description: 'serial-at: seconds (default 60)' },
+          reopen_max: { type: 'number', minimum: 0.1, maximum: 3600, description: 'serial-at: longest pause between reopen attempts, seconds (default 30)' },
+        },
+        allOf: [
+          { if: { required: ['driver'], properties: { driver: { const: 'sim' } } }, then: { required: ['type'], properties: { type: {} } } },
+          { if: { required: ['driver'], properties: { driver: { const: 'serial-at' } } }, then: { required: ['kind', 'device'], properties: { kind: {}, device: {} } } },
+        ],
+      },
+    },
     extensions: {
       type: 'array',
       items: {

@@ -2,6 +2,10 @@
 // defaults from schema.ts. Keys keep the file's snake_case so that an error message,
 // the docs and the code all name the same key.
 
+import type { LineCardConfig } from '../../drivers/types.ts';
+
+export type { LineCardConfig };
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type AuthAlgorithm = 'SHA-256' | 'MD5';
 
@@ -95,6 +99,8 @@ export interface AgentConfig {
   mqtt: MqttConfig;
   sync: SyncConfig;
   health: HealthConfig;
+  /** drivers/ (docs/drivers.md); empty when the file has none. */
+  linecards: LineCardConfig[];
   voicemail: VoicemailConfig;
 }
 
