@@ -5,6 +5,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/bootstrap.sh --test
 source scripts/node-env.sh
+# Voicemail prompts from the checked-in script (espeak-ng); only changed ones are redone.
+node agent/voicemail/prompts/build.ts
 echo "==> node $(node --version); type-checking" >&2
 npx --no-install tsc --noEmit -p .
 echo "==> running tests" >&2
