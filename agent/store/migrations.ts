@@ -120,6 +120,45 @@ const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> 
       );
     `,
   },
+  {
+    // agent/voicemail (docs/voicemail.md). A message row is written as 'pending'
+    // before recording starts and becomes INBOX in the transaction that indexes the
+    // finished file, so the startup scan can tell a half-done deposit from a whole
+    // one. Folders are a column: moving a message never touches its file. Mailbox
+    // rows hold a PIN changed by phone (scrypt hash) and the PIN lockout; MWI
+    // subscriptions are kept so that NOTIFYs resume after a restart.
+    version: 4,
+    name: 'voicemail messages, mailboxes and MWI subscriptions',
+    sql: `
+      CREATE TABLE voicemail_messages (
+        id          TEXT PRIMARY KEY,
+        mailbox     TEXT NOT NULL,
+        folder      TEXT NOT NULL,
+        caller      TEXT NOT NULL,
+        caller_name TEXT,
+        reason      TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        file        TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+      );
+      CREATE INDEX voicemail_messages_mailbox ON voicemail_messages (mailbox, folder, received_at);
+      CREATE TABLE voicemail_mailboxes (
+        mailbox         TEXT PRIMARY KEY,
+        pin_hash        TEXT,
+        config_pin_hash TEXT,
+        pin_failures    INTEGER NOT NULL DEFAULT 0,
+        locked_until    INTEGER NOT NULL DEFAULT 0,
+        updated_at      INTEGER NOT NULL
+      );
+      CREATE TABLE mwi_subscriptions (
+        id         TEXT PRIMARY KEY,
+        mailbox    TEXT NOT NULL,
+        dialog     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 export const latestSchemaVersion = migrations[migrations.length - 1]?.version ?? 0;
