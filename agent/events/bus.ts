@@ -12,6 +12,10 @@ export interface AgentEvents {
   'sync.controller': { state: 'online' | 'offline' | 'unknown' };
   'sync.config': { version: number; config: Record<string, unknown> };
   'health.mode': { mode: 'normal' | 'survivable'; reason: string; since: number };
+  // agent/voicemail (docs/voicemail.md). `file` is absolute; durationMs as stored.
+  'voicemail.deposited': { mailbox: string; messageId: string; caller: string; callerName?: string; reason: string; receivedAt: number; durationMs: number; file: string };
+  /** A mailbox's counts changed (deposit, listen, save, delete): what the lamp shows. */
+  'voicemail.counts': { mailbox: string; newMessages: number; oldMessages: number };
 }
 
 export type EventName = keyof AgentEvents;
