@@ -175,6 +175,81 @@ export const configSchema = {
         },
       },
     },
+    // provisioning/ (docs/provisioning.md): zero-touch claim and phone auto-provisioning.
+    provisioning: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        claim: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['url', 'token'],
+          description: 'first boot: claim this appliance from the controller (`branchline provision`)',
+          properties: {
+            url: { type: 'string', pattern: '^mqtts?://[^\\s/]+(:[0-9]{1,5})?/?$', description: "the controller's broker" },
+            token: { type: 'string', minLength: 8, description: 'one-time claim token from `branchctl claim token`' },
+            username: { type: 'string', description: 'bootstrap broker login, if the broker wants one for claims' },
+            password: { type: 'string' },
+            ca: { type: 'string', pattern: '^/', description: 'absolute path: PEM CA of the broker (mqtts)' },
+            protocol_version: { enum: [4, 5], default: 5 },
+            retry: { type: 'number', minimum: 0.2, maximum: 3600, default: 15, description: 'seconds between claim attempts while pending' },
+          },
+        },
+        phones: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'phone auto-provisioning over HTTP(S); off unless http or https is set',
+          properties: {
+            http: { ...listen, description: 'host:port of the plain HTTP provisioning server' },
+            https: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['listen', 'cert', 'key'],
+              properties: {
+                listen: listen,
+                cert: { type: 'string', pattern: '^/', description: 'absolute path: PEM certificate (chain)' },
+                key: { type: 'string', pattern: '^/', description: 'absolute path: PEM private key' },
+              },
+            },
+            sip_server: { type: 'string', pattern: '^[A-Za-z0-9.:\\[\\]-]+$', description: 'host or address the phones register to; default sip.domain' },
+            voicemail_number: { type: 'string', pattern: '^[0-9*#]{1,16}$', default: '*97', description: 'what the message key dials' },
+            ntp_server: { type: 'string', pattern: '^[A-Za-z0-9.:-]+$', default: 'pool.ntp.org' },
+            time_zone: { type: 'string', minLength: 1, default: 'UTC', description: 'IANA time zone, e.g. Europe/Berlin' },
+            devices: {
+              type: 'array',
+              default: [],
+              description: 'the MAC allow-list: only these phones get a configuration',
+              items: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['mac', 'vendor', 'extension'],
+                properties: {
+                  mac: { type: 'string', pattern: '^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$' },
+                  vendor: { enum: ['yealink', 'polycom', 'grandstream'] },
+                  extension: { type: 'string', pattern: '^[0-9]{2,15}$', description: 'the number the phone registers as; its password is generated' },
+                  name: { type: 'string', maxLength: 64, description: 'shown on the phone' },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    // image/ and firmware-hooks/ (docs/image.md): updates ordered by the controller.
+    firmware: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        slots: { type: 'string', pattern: '^/', description: 'absolute path of the A/B slot tree; absent: the firmware.update command is refused' },
+        restart_after_update: { type: 'boolean', default: true, description: 'exit after a successful update so the service manager starts the new slot' },
+        call_deadline: { type: 'number', minimum: 0, maximum: 86400, default: 300, description: 'seconds pre-reboot waits for calls to end' },
+        download_timeout: { type: 'number', minimum: 1, maximum: 86400, default: 600, description: 'seconds to fetch a bundle URL' },
+        report_interval: { type: 'number', minimum: 0.1, maximum: 3600, default: 5, description: 'seconds between looks at the update journal for steps to report upstream' },
+      },
+    },
     // agent/media and agent/calls (docs/media.md, docs/calls.md).
     media: {
       type: 'object',

@@ -99,6 +99,10 @@ export interface AgentConfig {
   mqtt: MqttConfig;
   sync: SyncConfig;
   health: HealthConfig;
+  /** provisioning/: the zero-touch claim and phone auto-provisioning. */
+  provisioning: ProvisioningConfig;
+  /** Updates ordered by the controller (image/, firmware-hooks/). */
+  firmware: FirmwareConfig;
   /** drivers/ (docs/drivers.md); empty when the file has none. */
   linecards: LineCardConfig[];
   voicemail: VoicemailConfig;
@@ -137,4 +141,49 @@ export interface HealthConfig {
   probe_timeout: number;
   /** host:port texts; absent means the broker of mqtt.url. */
   probes?: string[];
+}
+
+export interface ClaimConfig {
+  url: string;
+  token: string;
+  username?: string;
+  password?: string;
+  ca?: string;
+  protocol_version: 4 | 5;
+  /** Seconds. */
+  retry: number;
+}
+
+export type PhoneVendor = 'yealink' | 'polycom' | 'grandstream';
+
+export interface PhoneDevice {
+  mac: string;
+  vendor: PhoneVendor;
+  extension: string;
+  name?: string;
+}
+
+export interface PhonesConfig {
+  /** host:port text (parse with parseListen). */
+  http?: string;
+  https?: { listen: string; cert: string; key: string };
+  sip_server?: string;
+  voicemail_number: string;
+  ntp_server: string;
+  time_zone: string;
+  devices: PhoneDevice[];
+}
+
+export interface ProvisioningConfig {
+  claim?: ClaimConfig;
+  phones: PhonesConfig;
+}
+
+export interface FirmwareConfig {
+  slots?: string;
+  restart_after_update: boolean;
+  /** Seconds. */
+  call_deadline: number;
+  download_timeout: number;
+  report_interval: number;
 }
