@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import YAML from 'yaml';
+import { CORE_SCHEMA, load as parseYaml, YAMLException } from 'js-yaml';
 import { configSchema } from './schema.ts';
 import type { AgentConfig, ListenAddress } from './types.ts';
 
@@ -148,9 +148,22 @@ export function loadConfig(file: string): AgentConfig {
   } catch (err) {
     throw new ConfigError(file, [{ key: '', reason: `cannot read the file: ${(err as Error).message}` }]);
   }
-  const doc = YAML.parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map((e) => ({ key: '', reason: `YAML syntax: ${e.message.split('\n')[0]}` })));
+  return configFromData(parseConfigText(text, file), file);
+}
+
+/**
+ * YAML text to plain data. js-yaml rather than the `yaml` package: a site's config
+ * holds one entry per extension, and for 10,000 of them `yaml` (which builds a
+ * document model first) took ~360 ms and ~100 MB of RSS that the heap kept, js-yaml
+ * ~60 ms (docs/decisions/0007-registrar-memory-and-start.md). YAML 1.2 core schema:
+ * no dates or merge keys, duplicate keys are an error.
+ */
+function parseConfigText(text: string, file: string): unknown {
+  try {
+    return parseYaml(text, { schema: CORE_SCHEMA, filename: file });
+  } catch (err) {
+    if (!(err instanceof YAMLException)) throw err;
+    const at = err.mark ? ` (line ${err.mark.line + 1}, column ${err.mark.column + 1})` : '';
+    throw new ConfigError(file, [{ key: '', reason: `YAML syntax: ${err.reason}${at}` }]);
   }
-  return configFromData(doc.toJS(), file);
 }
