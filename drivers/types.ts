@@ -110,8 +110,9 @@ export interface AlarmEvent {
 /**
  * The events every driver emits. Rules (checked by the contract suite):
  * - every call ends with exactly one `release`, whoever cleared it;
- * - `state` reports every transition, after the event that caused it
- *   (`incoming` → alerting, `answer` → connected);
+ * - `state` reports every transition, just before the event that goes with it
+ *   (alerting, then `incoming`; connected, then `answer`), so a listener that acts
+ *   at once on `incoming` still leaves observers a consistent sequence;
  * - an alarm on a span first releases its calls (cause 38, by network), then turns
  *   its channels out of service; `alarm-cleared` returns them to idle when no alarm remains.
  */
@@ -159,12 +160,16 @@ export interface LineCard extends EventEmitter<LineCardEvents> {
    * the whole number (the channel is then seized or already alerting); the far
    * end's progress arrives as `alerting`, `answer` or `release` events.
    * Rejects with LineCardError: ENOCHANNEL, EBUSY (not idle), EOUTOFSERVICE,
-   * EARGUMENT (number not dialable), ETIMEOUT, EDEVICE.
+   * EARGUMENT (number not dialable), ETIMEOUT, EDEVICE, ERELEASED (cleared while
+   * dialling: a busy line, an alarm; the `release` event carries the cause).
    */
   dial(channel: ChannelRef, request: DialRequest): Promise<void>;
   /** Answers a call offered with `incoming`. Rejects EBUSY unless the channel is alerting inbound. */
   answer(channel: ChannelRef): Promise<void>;
-  /** Clears the call on the channel (default cause 16). Idle or already releasing: resolves at once. */
+  /**
+   * Clears the call on the channel (default cause 16); resolves when the channel is
+   * idle again (or out of service). Idle or out of service: resolves at once.
+   */
   release(channel: ChannelRef, cause?: Q850Cause): Promise<void>;
   /** Sends DTMF digits (0-9 * # A-D) on a connected channel. */
   sendDigits(channel: ChannelRef, digits: string): Promise<void>;
@@ -193,7 +198,9 @@ export type LineCardErrorCode =
   | 'ETIMEOUT'
   | 'EDEVICE'
   | 'ENOTSTARTED'
-  | 'ECONFIG';
+  | 'ECONFIG'
+  /** The call ended while the number was being sent; the `release` event says why. */
+  | 'ERELEASED';
 
 /** Every driver failure, told apart by `code`. */
 export class LineCardError extends Error {
