@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { CORE_SCHEMA, load as parseYaml, YAMLException } from 'js-yaml';
+import { dialPlanProblems } from '../calls/routing/config-checks.ts';
 import { configSchema } from './schema.ts';
 import type { AgentConfig, ListenAddress } from './types.ts';
 
@@ -101,6 +102,8 @@ function semanticProblems(raw: Record<string, unknown>): ConfigProblem[] {
     if (first !== undefined) problems.push({ key: `extensions[${i}].number`, reason: `"${ext.number}" is already used by extensions[${first}]` });
     else seen.set(ext.number, i);
   });
+  // Ring group members, forward targets, feature codes, outbound patterns.
+  problems.push(...dialPlanProblems(raw as unknown as AgentConfig));
   return problems;
 }
 

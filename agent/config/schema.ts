@@ -8,6 +8,12 @@ const listen = {
   description: 'host:port to listen on ([v6]:port for IPv6)',
 } as const;
 
+/** A number calls can be sent to: an extension, a ring group or an outside number. */
+const dialTarget = { type: 'string', pattern: '^\\+?[0-9]{2,20}$' } as const;
+
+/** A feature code: `*` then digits. */
+const featureCode = (code: string, description: string) => ({ type: 'string', pattern: '^\\*[0-9]{1,6}$', default: code, description }) as const;
+
 export const configSchema = {
   type: 'object',
   additionalProperties: false,
@@ -315,57 +321,62 @@ export const configSchema = {
         },
       },
     },
-    // drivers/ (docs/drivers.md). Driver-specific keys are checked against the driver
-    // by drivers/index.ts (lineCardProblems) when the cards are created.
-    linecards: {
+    // agent/calls/routing (docs/dialplan.md).
+    dialplan: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        ring_timeout: { type: 'integer', minimum: 5, maximum: 600, default: 30, description: 'seconds an extension rings before no-answer' },
+        emergency_numbers: {
+          type: 'array',
+          uniqueItems: true,
+          items: { type: 'string', pattern: '^[0-9]{2,6}$' },
+          default: ['112', '911', '999'],
+          description: 'always routed out as emergency calls, whoever dials them',
+        },
+        outbound_patterns: {
+          type: 'array',
+          items: { type: 'string', minLength: 1, maxLength: 64 },
+          default: ['+X.', '0X.', 'NXXNXXXXXX', '1NXXNXXXXXX'],
+          description: 'numbers that go out through the trunks: X any digit, Z 1-9, N 2-9, [1-5] a set, . one or more digits, ! zero or more',
+        },
+        max_forward_hops: { type: 'integer', minimum: 0, maximum: 20, default: 5, description: 'forwards one call may follow; more are ignored (loops end here)' },
+        feature_codes: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            dnd_on: featureCode('*78', 'do not disturb on'),
+            dnd_off: featureCode('*79', 'do not disturb off'),
+            forward_always_on: featureCode('*72', 'followed by a number: forward every call there'),
+            forward_always_off: featureCode('*73', 'forward always off'),
+            forward_busy_on: featureCode('*90', 'followed by a number: forward when busy'),
+            forward_busy_off: featureCode('*91', 'forward busy off'),
+            forward_no_answer_on: featureCode('*92', 'followed by a number: forward when not answered'),
+            forward_no_answer_off: featureCode('*93', 'forward no-answer off'),
+            voicemail_own: featureCode('*97', "the caller's own mailbox"),
+            voicemail_any: featureCode('*98', 'any mailbox (optionally followed by its number)'),
+            echo_test: featureCode('*43', 'echo test: hear yourself back'),
+          },
+        },
+      },
+    },
+    ring_groups: {
       type: 'array',
       default: [],
-      description: 'line cards: the simulated card (sim) and serial AT-command lines (serial-at)',
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['driver', 'name'],
+        required: ['number', 'members'],
         properties: {
-          driver: { enum: ['sim', 'serial-at'] },
-          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$', description: 'unique; trunks name cards by it' },
-          type: { enum: ['t1', 'e1', 'fxo'], description: 'sim: the kind of card' },
-          spans: { type: 'integer', minimum: 1, maximum: 8, description: 'sim t1/e1: spans on the card (default 1)' },
-          signalling: { enum: ['pri', 'cas'], description: 'sim t1/e1: ISDN PRI (default) or CAS' },
-          ports: { type: 'integer', minimum: 1, maximum: 32, description: 'sim fxo: number of ports (default 4)' },
-          numbers: {
-            type: 'array',
-            items: { type: 'string', pattern: '^\\+?[0-9]{2,15}$' },
-            description: "sim fxo: each port's own number, in port order",
-          },
-          control: { type: 'string', minLength: 1, description: 'sim: control socket of the simulated PSTN, host:port (loopback) or a Unix socket path', restart: true },
-          subscribers: {
-            type: 'array',
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['number'],
-              properties: {
-                number: { type: 'string', pattern: '^\\+?[0-9]{2,15}$' },
-                name: { type: 'string' },
-                behaviour: { enum: ['answer', 'ring', 'busy', 'reject'] },
-                answer_after: { type: 'number', minimum: 0, maximum: 300, description: 'seconds' },
-                audio: { enum: ['echo', 'tone', 'silence'] },
-              },
-            },
-            description: 'sim: subscribers of the simulated PSTN that outbound calls reach',
-          },
-          kind: { enum: ['voice-modem', 'cellular'], description: 'serial-at: what is on the serial port' },
-          device: { type: 'string', minLength: 1, description: 'serial-at: serial device path' },
-          baud: { enum: [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600], description: 'serial-at (default 115200)' },
-          number: { type: 'string', pattern: '^\\+?[0-9]{2,15}$', description: "serial-at: the line's own number" },
-          command_timeout: { type: 'number', minimum: 0.1, maximum: 120, description: 'serial-at: seconds (default 5)' },
-          dial_timeout: { type: 'number', minimum: 1, maximum: 300, description: 'serial-at: seconds (default 60)' },
-          reopen_max: { type: 'number', minimum: 0.1, maximum: 3600, description: 'serial-at: longest pause between reopen attempts, seconds (default 30)' },
+          number: { type: 'string', pattern: '^[0-9]{2,15}$' },
+          name: { type: 'string' },
+          strategy: { enum: ['simultaneous', 'sequential'], default: 'simultaneous' },
+          members: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^[0-9]{2,15}$' }, description: 'extension numbers, in ring order' },
+          ring_timeout: { type: 'integer', minimum: 5, maximum: 600, description: 'seconds the group (simultaneous) or each member (sequential) rings; default dialplan.ring_timeout' },
+          fallback: { ...dialTarget, description: 'where the call goes when no member answers; default: the caller hears 480' },
         },
-        allOf: [
-          { if: { required: ['driver'], properties: { driver: { const: 'sim' } } }, then: { required: ['type'] } },
-          { if: { required: ['driver'], properties: { driver: { const: 'serial-at' } } }, then: { required: ['kind', 'device'] } },
-        ],
       },
     },
     // drivers/ (docs/drivers.md). Driver-specific keys are checked against the driver
@@ -452,7 +463,23 @@ export const configSchema = {
               silence_seconds: { type: 'number', minimum: 1, maximum: 60, default: 5, description: 'recording stops after this much silence (trimmed from the message)' },
             },
           },
-          // routing options arrive with their issues; unknown keys are errors.
+          // agent/calls/routing (docs/dialplan.md). Forward targets are checked against
+          // the extensions, ring groups and outbound patterns after the schema.
+          ring_timeout: { type: 'integer', minimum: 5, maximum: 600, description: 'seconds this extension rings before no-answer; default dialplan.ring_timeout' },
+          dnd: { type: 'boolean', default: false, description: 'do not disturb; the DND feature codes override it' },
+          call_waiting: { type: 'boolean', default: true, description: 'false: a call while the extension is in a call is busy at once' },
+          forward: {
+            type: 'object',
+            additionalProperties: false,
+            description: 'call forwarding; the forward feature codes override always, busy and no_answer',
+            properties: {
+              always: { ...dialTarget, description: 'every call goes there, the phone does not ring' },
+              busy: { ...dialTarget, description: 'when busy, declined or in do-not-disturb' },
+              no_answer: { ...dialTarget, description: 'when not answered within no_answer_timeout' },
+              unavailable: { ...dialTarget, description: 'when no phone is registered or none can be reached' },
+              no_answer_timeout: { type: 'integer', minimum: 5, maximum: 600, description: 'seconds before forward no_answer; default the ring timeout' },
+            },
+          },
         },
       },
     },

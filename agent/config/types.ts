@@ -24,6 +24,57 @@ export interface ExtensionConfig {
   voicemail?: MailboxConfig;
   /** Overrides media.policy for calls to and from this phone. */
   media_policy?: MediaPolicyName;
+  /** agent/calls/routing (docs/dialplan.md). Seconds; default dialplan.ring_timeout. */
+  ring_timeout?: number;
+  /** Filled with false by the schema; optional so hand-built configs need not say it. */
+  dnd?: boolean;
+  /** Filled with true by the schema. */
+  call_waiting?: boolean;
+  forward?: ForwardConfig;
+}
+
+/** Call forwarding targets (numbers) per reason; no_answer_timeout in seconds. */
+export interface ForwardConfig {
+  always?: string;
+  busy?: string;
+  no_answer?: string;
+  unavailable?: string;
+  no_answer_timeout?: number;
+}
+
+export type FeatureCodeName =
+  | 'dnd_on'
+  | 'dnd_off'
+  | 'forward_always_on'
+  | 'forward_always_off'
+  | 'forward_busy_on'
+  | 'forward_busy_off'
+  | 'forward_no_answer_on'
+  | 'forward_no_answer_off'
+  | 'voicemail_own'
+  | 'voicemail_any'
+  | 'echo_test';
+
+/** agent/calls/routing: site-wide dial plan settings. */
+export interface DialPlanConfig {
+  /** Seconds. */
+  ring_timeout: number;
+  emergency_numbers: string[];
+  /** Digit patterns (X, Z, N, [..], ., !) of numbers routed out through the trunks. */
+  outbound_patterns: string[];
+  max_forward_hops: number;
+  feature_codes: Record<FeatureCodeName, string>;
+}
+
+export interface RingGroupConfig {
+  number: string;
+  name?: string;
+  strategy: 'simultaneous' | 'sequential';
+  /** Extension numbers, in ring order. */
+  members: string[];
+  /** Seconds; default dialplan.ring_timeout. */
+  ring_timeout?: number;
+  fallback?: string;
 }
 
 export type MediaPolicyName = 'direct' | 'anchored';
@@ -106,6 +157,8 @@ export interface AgentConfig {
   /** drivers/ (docs/drivers.md); empty when the file has none. */
   linecards: LineCardConfig[];
   voicemail: VoicemailConfig;
+  dialplan: DialPlanConfig;
+  ring_groups: RingGroupConfig[];
 }
 
 export interface MqttConfig {

@@ -62,6 +62,27 @@ export interface RouteDecision {
   emergency: boolean;
   /** Why this target, for logs and call records (e.g. "forward-busy 1001→1002"). */
   why: string;
+  /**
+   * Where in the plan this decision stands. Added by the dial plan (an optional field,
+   * so the contract stays compatible): the plan keeps no per-call state, so next()
+   * reads from the failed decision whose extension failed, which ring-group member is
+   * ringing and how many forwards were followed. The core passes the decision back
+   * unchanged and never reads this.
+   */
+  context?: RoutingContext;
+}
+
+export interface RoutingContext {
+  /** What failed when this target fails: an extension's rules, a ring group, or nothing more. */
+  stage:
+    | { kind: 'extension'; extension: string }
+    /** `member` is the index of the ringing member (sequential); absent: all at once. */
+    | { kind: 'group'; group: string; member?: number }
+    | { kind: 'end' };
+  /** Forwards followed so far (bounded by dialplan.max_forward_hops). */
+  hops: number;
+  /** Numbers that forwarded this call already: a forward back to one is a loop and is not followed. */
+  visited: string[];
 }
 
 /** What the core tells the dial plan about the state it cannot see in config. */
