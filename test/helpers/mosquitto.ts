@@ -21,6 +21,8 @@ export interface MosquittoHandle {
   /** SIGKILL: the broker vanishes, connections are reset. */
   kill(): void;
   running(): boolean;
+  /** The broker's PID while it runs (to send it SIGHUP: reload the password file and ACL). */
+  pid(): number | undefined;
   /** Stops it and removes its folder. */
   cleanup(): Promise<void>;
 }
@@ -78,6 +80,7 @@ export async function startMosquitto(opts: { port?: number; extraConfig?: string
       if (child) killNow(child);
     },
     running: () => (child ? isRunning(child) : false),
+    pid: () => (child && isRunning(child) ? child.pid : undefined),
     cleanup: async () => {
       if (child) await stopProcess(child, { graceMs: 5000 });
       await rm(dir, { recursive: true, force: true });

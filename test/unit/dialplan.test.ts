@@ -199,6 +199,11 @@ test('a sequential ring group rings one member at a time, each for its timeout, 
   ]);
 });
 
+test('a member who forwarded the call to its group is not rung by it', () => {
+  const p = plan([{ number: '1001', forward: { always: '600' } }, { number: '1002' }], { ring_groups: [{ number: '600', members: ['1001', '1002'] }] });
+  assert.deepEqual(callPath(p, new Phones(['1001', '1002']), '1001', []), [ring(['1002'], 30, '600')]);
+});
+
 test('members’ own forwards do not apply inside a ring group', () => {
   const p = plan([{ number: '1001', forward: { always: '1002', no_answer: '1002' } }, { number: '1002' }], {
     ring_groups: [{ number: '600', members: ['1001'] }],

@@ -231,7 +231,7 @@ export class ConfiguredDialPlan implements DialPlan {
     if (group.strategy === 'sequential') {
       return this.#sequentialFrom(group, 0, walk, state) ?? reject(480, 'Temporarily Unavailable', walk.why.join(', '));
     }
-    const members = group.members.filter((m) => this.#canRing(m, state));
+    const members = group.members.filter((m) => this.#canRing(m, walk, state));
     if (members.length === 0) {
       walk.why.push('no member available');
       return this.#groupExhausted(group, walk, state) ?? reject(480, 'Temporarily Unavailable', walk.why.join(', '));
@@ -248,7 +248,7 @@ export class ConfiguredDialPlan implements DialPlan {
   #sequentialFrom(group: RingGroupConfig, start: number, walk: Walk, state: RoutingState): RouteDecision | undefined {
     for (let i = start; i < group.members.length; i++) {
       const member = group.members[i] as string;
-      if (!this.#canRing(member, state)) continue;
+      if (!this.#canRing(member, walk, state)) continue;
       walk.why.push(`member ${member}`);
       return {
         target: { kind: 'ring', extensions: [member], ringTimeoutSec: group.ring_timeout ?? this.#ringTimeout, groupName: group.name ?? group.number },
@@ -262,11 +262,13 @@ export class ConfiguredDialPlan implements DialPlan {
   }
 
   /**
-   * A member is rung when it has a registered phone, is not in do-not-disturb and is
-   * not busy without call waiting. Members' own forwards do not apply inside a group:
-   * a group call should not chase one member's mobile.
+   * A member is rung when it has a registered phone, is not in do-not-disturb, is not
+   * busy without call waiting and did not itself forward this call here. Members' own
+   * forwards do not apply inside a group: a group call should not chase one member's
+   * mobile.
    */
-  #canRing(ext: string, state: RoutingState): boolean {
+  #canRing(ext: string, walk: Walk, state: RoutingState): boolean {
+    if (walk.visited.includes(ext)) return false;
     if (this.effectiveFeatures(ext).dnd) return false;
     if (this.#extensions.get(ext)?.call_waiting === false && state.activeCalls(ext) > 0) return false;
     return state.registeredContacts(ext) > 0;
