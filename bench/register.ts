@@ -10,13 +10,14 @@
 // It prints figures, never pass/fail. See bench/README.md for what each one means.
 import os from 'node:os';
 import path from 'node:path';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { startAgent, type AgentHandle, type ExtensionSpec } from '../test/helpers/agent.ts';
 import { kamailioPassword, processGroupPids, startKamailio, type KamailioHandle } from '../test/helpers/kamailio.ts';
 import { freeUdpTcpPort } from '../test/helpers/ports.ts';
 import { registerRequest, UdpPeer } from '../test/helpers/sip-client.ts';
 import { percentile, runSipp, unexpectedResponses, writeUsersFile, type SippResult } from '../test/helpers/sipp.ts';
+import { sampleProcessCpu, sampleUsage, waitIdle, type Sampled, type Usage } from './lib/process-usage.ts';
 
 const DOMAIN = 'branchline.test';
 const TARGET_NAMES = ['agent', 'kamailio1', 'kamailio-per-core'] as const;
@@ -55,88 +56,16 @@ const CPUS = os.availableParallelism();
 // SIPp on core 0, the server on core 1 (when there are two cores to split).
 const SIPP_CPU = CPUS >= 2 ? 0 : undefined;
 const SERVER_CPU = CPUS >= 2 ? 1 : undefined;
-const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64/arm64
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-// ---------------------------------------------------------------- process sampling
-
-interface Usage {
-  /** CPU used by the server's processes over the run, % of one core. */
-  cpuPercent: number;
-  /** Resident memory at the end, MB (RSS; for Kamailio the PSS sum, so shared memory counts once). */
-  memMb: number;
-  memMaxMb: number;
-}
-
-async function procTicks(pid: number): Promise<number> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of stat; 12 and 13 after "pid (comm) ".
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return 0;
-  }
-}
-
-async function procMemKb(pid: number, pss: boolean): Promise<number> {
-  try {
-    const text = await readFile(pss ? `/proc/${pid}/smaps_rollup` : `/proc/${pid}/status`, 'utf8');
-    const m = (pss ? /^Pss:\s+([0-9]+) kB/m : /^VmRSS:\s+([0-9]+) kB/m).exec(text);
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-interface Target {
+interface Target extends Sampled {
   name: TargetName;
   label: string;
   port: number;
-  pids(): Promise<number[]>;
-  /** Memory as PSS (several processes sharing memory) or RSS (one process). */
-  pss: boolean;
   stop(): Promise<void>;
-}
-
-async function memKb(target: Target): Promise<number> {
-  let total = 0;
-  for (const pid of await target.pids()) total += await procMemKb(pid, target.pss);
-  return total;
-}
-
-/** Samples the target every second until stopped. */
-function sampleUsage(target: Target, onSample?: (elapsedS: number, memMb: number) => void): { stop(): Promise<Usage> } {
-  const started = performance.now();
-  const ticksOf = async (): Promise<number> => {
-    let t = 0;
-    for (const pid of await target.pids()) t += await procTicks(pid);
-    return t;
-  };
-  const startTicks = ticksOf();
-  let memMaxMb = 0;
-  let lastMb = 0;
-  const timer = setInterval(() => {
-    void memKb(target).then((kb) => {
-      lastMb = kb / 1024;
-      memMaxMb = Math.max(memMaxMb, lastMb);
-      onSample?.((performance.now() - started) / 1000, lastMb);
-    });
-  }, 1000);
-  return {
-    async stop(): Promise<Usage> {
-      clearInterval(timer);
-      const ticks = await ticksOf();
-      const seconds = (performance.now() - started) / 1000;
-      lastMb = (await memKb(target)) / 1024;
-      memMaxMb = Math.max(memMaxMb, lastMb);
-      const begin = await startTicks;
-      return { cpuPercent: ((ticks - begin) / CLK_TCK / seconds) * 100, memMb: lastMb, memMaxMb };
-    },
-  };
 }
 
 // ---------------------------------------------------------------- targets
@@ -231,21 +160,9 @@ interface Trial {
 async function trial(target: Target, usersFile: string, sippPort: number, rate: number, seconds: number, rtt: boolean): Promise<Trial> {
   const calls = Math.round(rate * seconds);
   const sampler = sampleUsage(target);
-  let sippPid = 0;
-  let sippStartTicks = 0;
-  let sippEndTicks = 0;
-  let sippStarted = 0;
-  let sippLastSample = 0;
-  // Sampled while SIPp runs: its /proc entry is gone once it has exited.
-  const sippSampler = setInterval(() => {
-    if (sippPid) void procTicks(sippPid).then((t) => { if (t > 0) { sippEndTicks = t; sippLastSample = performance.now(); } });
-  }, 500);
+  const sippCpu = sampleProcessCpu();
   const r: SippResult = await runSipp({
-    onSpawn: (pid) => {
-      sippPid = pid;
-      sippStarted = performance.now();
-      void procTicks(pid).then((t) => { sippStartTicks = t; });
-    },
+    onSpawn: (pid) => sippCpu.onSpawn(pid),
     scenario: 'register-auth',
     remote: `127.0.0.1:${target.port}`,
     usersFile,
@@ -261,10 +178,8 @@ async function trial(target: Target, usersFile: string, sippPort: number, rate: 
     ...(SIPP_CPU !== undefined ? { cpu: SIPP_CPU } : {}),
     extraArgs: ['-max_recv_loops', '10000', '-max_sched_loops', '10000', '-buff_size', String(4 << 20)],
   });
-  clearInterval(sippSampler);
   const usage = await sampler.stop();
-  const sippSeconds = (sippLastSample - sippStarted) / 1000;
-  const sippCpuPercent = sippSeconds > 0 ? ((sippEndTicks - sippStartTicks) / CLK_TCK / sippSeconds) * 100 : 0;
+  const sippCpuPercent = sippCpu.stop();
   // Two requests per registration: the first REGISTER and the one with credentials.
   const retransmissionPercent = r.totalCalls > 0 ? (r.retransmissions / (2 * r.totalCalls)) * 100 : 0;
   const t: Trial = {
@@ -298,20 +213,6 @@ async function trial(target: Target, usersFile: string, sippPort: number, rate: 
       (t.drainSeconds > 1.5 ? `; idle again after ${t.drainSeconds.toFixed(0)} s` : t.drainSeconds < 0 ? '; still busy 30 s later' : ''),
   );
   return t;
-}
-
-/**
- * Waits until the server uses under 5 % of a core over a second (max 30 s): a trial
- * that overloaded it leaves a backlog, which must not count against the next one.
- */
-async function waitIdle(target: Target): Promise<number> {
-  const started = performance.now();
-  while (performance.now() - started < 30_000) {
-    const window = sampleUsage(target);
-    await new Promise((r) => setTimeout(r, 1000));
-    if ((await window.stop()).cpuPercent < 5) return (performance.now() - started) / 1000;
-  }
-  return -1;
 }
 
 interface TargetResult {

@@ -30,6 +30,10 @@ export interface StartKamailioOptions {
   cpus?: string;
   port?: number;
   readyTimeoutMs?: number;
+  /** The script template (default registrar.cfg; bench/kamailio/proxy.cfg adds a stateful proxy). */
+  template?: string;
+  /** Preprocessor names defined for the script (-A NAME), e.g. AUTH_INVITE for proxy.cfg. */
+  defines?: string[];
 }
 
 export interface KamailioHandle {
@@ -52,11 +56,11 @@ export class KamailioStartError extends Error {
 }
 
 /** Renders the template; throws if a placeholder is left. */
-export async function renderKamailioConfig(values: Record<string, string | number>): Promise<string> {
-  let text = await readFile(KAMAILIO_TEMPLATE, 'utf8');
+export async function renderKamailioConfig(values: Record<string, string | number>, template = KAMAILIO_TEMPLATE): Promise<string> {
+  let text = await readFile(template, 'utf8');
   for (const [name, value] of Object.entries(values)) text = text.split(`{{${name}}}`).join(String(value));
   const left = /\{\{(\w+)\}\}/.exec(text);
-  if (left) throw new KamailioStartError(`registrar.cfg placeholder {{${left[1]}}} has no value`);
+  if (left) throw new KamailioStartError(`${path.basename(template)} placeholder {{${left[1]}}} has no value`);
   return text;
 }
 
@@ -80,7 +84,7 @@ export async function startKamailio(opts: StartKamailioOptions = {}): Promise<Ka
       MIN_EXPIRES: opts.minExpires ?? 60,
       MAX_EXPIRES: opts.maxExpires ?? 7200,
       DEFAULT_EXPIRES: opts.defaultExpires ?? 3600,
-    }),
+    }, opts.template),
   );
   const args = [
     '-f', cfg,
@@ -92,6 +96,7 @@ export async function startKamailio(opts: StartKamailioOptions = {}): Promise<Ka
     '-Y', dir,
     '-l', `udp:127.0.0.1:${port}`,
     '-l', `tcp:127.0.0.1:${port}`,
+    ...(opts.defines ?? []).flatMap((name) => ['-A', name]),
   ];
   // Detached: Kamailio forks its workers; they share the group we kill at the end.
   const spawnedAt = performance.now();

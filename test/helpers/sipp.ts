@@ -55,8 +55,8 @@ export async function writeUsersFile(
 export interface RunSippOptions {
   /** A fixture name ("register-auth") or a path to a scenario file. */
   scenario: string;
-  /** The server, "host:port". */
-  remote: string;
+  /** The server, "host:port"; absent for a server-mode scenario (one that starts with <recv>). */
+  remote?: string;
   transport?: 'udp' | 'tcp';
   /** SIPp's own port (-p): the port its Contact names. A free one when absent. */
   localPort?: number;
@@ -83,6 +83,8 @@ export interface RunSippOptions {
   traceRtt?: boolean;
   /** Keep the full message trace (-trace_msg) in the result: for debugging a scenario. */
   traceMessages?: boolean;
+  /** Stops SIPp (SIGTERM) when aborted: a server-mode run whose callers are done. */
+  abort?: AbortSignal;
   /** Called with SIPp's process id once it is spawned (the benchmark samples its CPU). */
   onSpawn?: (pid: number) => void;
   /** Keep all SIPp's default behaviours (BYE on abort, answers to pings); by default only abortunexp. */
@@ -150,10 +152,10 @@ function num(stat: Record<string, string>, key: string): number {
   return Number.isFinite(n) ? n : 0;
 }
 
-/** SIPp's "HH:MM:SS:micro" elapsed time in seconds. */
+/** SIPp's elapsed time in seconds: "HH:MM:SS" in the statistics file, "HH:MM:SS:micro" on screen. */
 function elapsedSeconds(text: string | undefined): number {
   const parts = (text ?? '').split(':').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isFinite(p))) return 0;
+  if ((parts.length !== 3 && parts.length !== 4) || parts.some((p) => !Number.isFinite(p))) return 0;
   const [h = 0, m = 0, s = 0, us = 0] = parts;
   return h * 3600 + m * 60 + s + us / 1e6;
 }
@@ -191,7 +193,7 @@ export async function runSipp(opts: RunSippOptions): Promise<SippResult> {
     messages: path.join(dir, 'messages.log'),
   };
   const args = [
-    opts.remote,
+    ...(opts.remote === undefined ? [] : [opts.remote]),
     '-sf', scenarioPath(opts.scenario),
     '-t', opts.transport === 'tcp' ? 't1' : 'u1',
     '-i', '127.0.0.1',
@@ -235,6 +237,11 @@ export async function runSipp(opts: RunSippOptions): Promise<SippResult> {
     timedOut = true;
     void stopProcess(child, { signal: 'SIGTERM', graceMs: 2000 });
   }, timeoutMs);
+  const onAbort = (): void => {
+    void stopProcess(child, { signal: 'SIGTERM', graceMs: 2000 });
+  };
+  if (opts.abort?.aborted) onAbort();
+  else opts.abort?.addEventListener('abort', onAbort, { once: true });
   try {
     const exit = await waitExit(child);
     clearTimeout(timer);
@@ -271,6 +278,7 @@ export async function runSipp(opts: RunSippOptions): Promise<SippResult> {
     };
   } finally {
     clearTimeout(timer);
+    opts.abort?.removeEventListener('abort', onAbort);
     await stopProcess(child, { signal: 'SIGKILL', graceMs: 1000 });
     await rm(dir, { recursive: true, force: true });
   }
