@@ -2,12 +2,16 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './config/types.ts';
+import { CallerAuthenticator } from './calls/caller-auth.ts';
+import { CallCore, ExtensionDialPlan } from './calls/call-core.ts';
 import { EventBus } from './events/bus.ts';
+import { MediaEngine } from './media/index.ts';
 import { Registrar, type Credentials } from './registrar/registrar.ts';
 import { SecurityGuard } from './security/guard.ts';
 import { computeHa1 } from './sip/digest.ts';
 import { SipStack, type IncomingRequest } from './sip/stack.ts';
 import { formatHostPort } from './sip/transport.ts';
+import { CallRecordStore } from './store/call-records.ts';
 import { Database } from './store/db.ts';
 import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
@@ -17,7 +21,9 @@ import { SiteSync } from './sync/site-sync.ts';
 export const storeFileName = 'branchline.sqlite';
 export const pidFileName = 'agent.pid';
 
-const allowedMethods = 'REGISTER, OPTIONS';
+const allowedMethods = 'REGISTER, OPTIONS, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, REFER, NOTIFY';
+/** Requests the call core takes (new calls and everything inside their dialogs). */
+const callMethods = new Set(['INVITE', 'ACK', 'BYE', 'UPDATE', 'INFO', 'PRACK', 'REFER', 'NOTIFY', 'MESSAGE']);
 
 function formatListen(a: { address: string; port: number } | undefined): string | undefined {
   return a ? formatHostPort(a.address, a.port) : undefined;
@@ -38,6 +44,8 @@ export class Agent {
   #registrar: Registrar | undefined;
   #stack: SipStack | undefined;
   #siteSync: SiteSync | undefined;
+  #media: MediaEngine | undefined;
+  #calls: CallCore | undefined;
 
   constructor(config: AgentConfig, logger: Logger) {
     this.config = config;
@@ -51,6 +59,10 @@ export class Agent {
 
   get stack(): SipStack | undefined {
     return this.#stack;
+  }
+
+  get calls(): CallCore | undefined {
+    return this.#calls;
   }
 
   async start(): Promise<void> {
@@ -117,7 +129,8 @@ export class Agent {
       timers: config.sip.timers,
       checks: {
         supportedExtensions: new Set(['path', 'outbound']),
-        acceptedContentTypes: new Set(['application/sdp']),
+        // SDP for calls; DTMF relay bodies (INFO) and sipfrag (NOTIFY after REFER) pass between phones.
+        acceptedContentTypes: new Set(['application/sdp', 'application/dtmf-relay', 'application/dtmf', 'message/sipfrag']),
         // The agent is the endpoint of every request it takes (registrar, B2BUA), never
         // a proxy, so Max-Forwards: 0 is processed normally (RFC 4475 3.3.11).
         isLocal: () => true,
@@ -126,7 +139,9 @@ export class Agent {
     });
     this.#stack.setRequestFilter((req, source) => guard.filter(req, source));
     this.#stack.onRequest((req) => this.#route(req));
+    this.#stack.onCancel((invite, cancel) => this.#calls?.handleCancel(invite, cancel));
     await this.#stack.start();
+    this.#startCalls(db, realm, credentials);
 
     writeFileSync(path.join(config.state_dir, pidFileName), `${process.pid}\n`);
     logger.info(
@@ -141,6 +156,64 @@ export class Agent {
       },
       'agent ready',
     );
+  }
+
+  /**
+   * Media engine and call core, once the SIP stack knows its addresses: with the
+   * media bound to a wildcard and no advertise_address, SDP names the address the
+   * SIP stack advertises, so a phone reaches RTP where it reaches SIP.
+   */
+  #startCalls(db: Database, realm: string, credentials: Map<string, Credentials>): void {
+    const { config, logger } = this;
+    const stack = this.#stack;
+    const registrar = this.#registrar;
+    if (stack === undefined || registrar === undefined || this.#committer === undefined) return;
+    const m = config.media;
+    const wildcard = m.bind_address === '0.0.0.0' || m.bind_address === '::';
+    const sipHost = (stack.advertisedHost('udp') ?? stack.advertisedHost('tcp'))?.replace(/^\[|\]$/g, '');
+    const advertise = m.advertise_address ?? (wildcard ? sipHost : undefined);
+    this.#media = new MediaEngine(
+      {
+        bindAddress: m.bind_address,
+        ...(advertise === undefined ? {} : { advertiseAddress: advertise }),
+        portRange: m.port_range,
+        codecs: m.codecs,
+        country: m.country,
+        latching: m.latching,
+        mediaTimeoutMs: m.media_timeout * 1000,
+      },
+      logger.child({ subsystem: 'media' }),
+    );
+    this.#media.start();
+    const extensions = new Map(config.extensions.map((e) => [e.number, e]));
+    this.#calls = new CallCore({
+      siteId: config.site.id,
+      domain: config.sip.domain,
+      stack,
+      bus: this.bus,
+      logger: logger.child({ subsystem: 'calls' }),
+      media: this.#media,
+      dialPlan: new ExtensionDialPlan(extensions.keys()),
+      auth: new CallerAuthenticator({
+        realm,
+        algorithms: config.sip.auth.algorithms,
+        nonceLifetimeMs: config.sip.auth.nonce_lifetime * 1000,
+        credentials,
+        ...(this.#guard === undefined ? {} : { guard: this.#guard }),
+      }),
+      bindingsOf: (extension) => registrar.table.of(extension),
+      extension: (number) => {
+        const e = extensions.get(number);
+        if (e === undefined) return undefined;
+        return { ...(e.name === undefined ? {} : { name: e.name }), ...(e.media_policy === undefined ? {} : { mediaPolicy: e.media_policy }) };
+      },
+      defaultPolicy: m.policy,
+      maxConcurrent: config.calls.max_concurrent,
+      retryAfterSec: config.calls.retry_after,
+      records: new CallRecordStore(db, this.#committer),
+    });
+    this.#calls.start();
+    logger.info({ event: 'calls.ready', mediaPolicy: m.policy, rtp: `${m.port_range.min}-${m.port_range.max}`, advertise: this.#media.advertiseAddress }, 'call core ready');
   }
 
   #route(incoming: IncomingRequest): void {
@@ -159,12 +232,19 @@ export class Agent {
       });
       return;
     }
-    // Calls arrive with the call core; until then say plainly what we serve.
+    if (callMethods.has(method)) {
+      if (this.#calls !== undefined) this.#calls.handle(incoming);
+      else if (method !== 'ACK') incoming.respond(503, 'Service Unavailable', { headers: { 'Retry-After': '1' } });
+      return;
+    }
     incoming.respond(501, 'Not Implemented', { toTag: 'na', headers: { Allow: allowedMethods } });
   }
 
   async stop(): Promise<void> {
+    // Calls end first (BYE to both sides, records written) while SIP still runs.
+    await this.#calls?.stop().catch((err: unknown) => this.logger.error({ err }, 'call core failed to stop cleanly'));
     await this.#stack?.stop();
+    await this.#media?.stop();
     await this.#siteSync?.stop().catch((err: unknown) => this.logger.error({ event: 'sync.stop_failed', err }, 'site sync failed to stop cleanly'));
     this.#registrar?.stop();
     this.#guard?.stop();

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { CallRecord } from '../calls/call-record.ts';
 
 /** Every event the agent publishes, by name, with its payload. */
 export interface AgentEvents {
@@ -12,6 +13,19 @@ export interface AgentEvents {
   'sync.controller': { state: 'online' | 'offline' | 'unknown' };
   'sync.config': { version: number; config: Record<string, unknown> };
   'health.mode': { mode: 'normal' | 'survivable'; reason: string; since: number };
+  // agent/calls (docs/calls.md): every state change of a call, then its record.
+  'call.state': {
+    id: string;
+    state: 'routing' | 'ringing' | 'early' | 'answered' | 'ended';
+    /** Undefined for the first event of a call. */
+    previous?: 'routing' | 'ringing' | 'early' | 'answered' | 'ended';
+    reason: string;
+    at: number;
+    caller: string;
+    dialed: string;
+    answeredBy?: string;
+  };
+  'call.ended': { record: CallRecord };
   // agent/voicemail (docs/voicemail.md). `file` is absolute; durationMs as stored.
   'voicemail.deposited': { mailbox: string; messageId: string; caller: string; callerName?: string; reason: string; receivedAt: number; durationMs: number; file: string };
   /** A mailbox's counts changed (deposit, listen, save, delete): what the lamp shows. */

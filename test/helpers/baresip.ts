@@ -35,6 +35,11 @@ export interface StartBaresipOptions {
   account: BaresipAccount;
   /** 8 kHz mono WAV to send in calls; a 440 Hz tone is made when absent. */
   audioFile?: string;
+  /**
+   * Record every call with the sndfile module into this folder: per call a WAV of
+   * what was sent (`dump-…-enc.wav`) and of what was heard (`dump-…-dec.wav`).
+   */
+  recordDir?: string;
   readyTimeoutMs?: number;
 }
 
@@ -142,6 +147,7 @@ async function startBaresipOnce(opts: StartBaresipOptions): Promise<BaresipHandl
     'module_app ctrl_tcp.so',
     `ctrl_tcp_listen 127.0.0.1:${ctrlPort}`,
     `rtp_ports       ${rtpPort}-${rtpPort + 10}`,
+    ...(opts.recordDir === undefined ? [] : ['module sndfile.so', `snd_path        ${opts.recordDir}`]),
     '',
   ].join('\n');
   const a = opts.account;

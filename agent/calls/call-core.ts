@@ -1,0 +1,257 @@
+// The call core (docs/calls.md): takes every call-related request from the SIP
+// stack, authenticates new INVITEs, admits them under the concurrency limit, asks
+// the dial plan where they go and runs one CallSession per call. In-dialog
+// requests find their session by dialog id. Every state change of a call is an
+// event on the bus; every ended call leaves a CallRecord (on the bus, and in the
+// store when one is given).
+
+import type { Logger } from 'pino';
+import type { MediaPolicyName } from '../config/types.ts';
+import type { EventBus } from '../events/bus.ts';
+import type { MediaEngine } from '../media/index.ts';
+import { newTag } from '../sip/branch.ts';
+import { DialogError, dialogIdOfRequest } from '../sip/dialog.ts';
+import type { IncomingRequest, SipStack } from '../sip/stack.ts';
+import type { SipRequest, TransportName } from '../sip/types.ts';
+import { formatHostPort } from '../sip/transport.ts';
+import { parseUri, unescapeUriPart } from '../sip/uri.ts';
+import type { Binding } from '../store/bindings.ts';
+import type { CallRecordStore } from '../store/call-records.ts';
+import type { CallerAuthenticator } from './caller-auth.ts';
+import { Call, type CallChange } from './call.ts';
+import { CallSession, type InDialogHandler, type SessionContext } from './call-session.ts';
+import { AnchoredMediaPath, DirectMediaPath, type MediaPath, type Side } from './media-path.ts';
+import type { DialPlan, RoutingState } from './routing/types.ts';
+import { InboundSipLeg, reasonHeader } from './sip-leg.ts';
+
+export interface CallCoreOptions {
+  siteId: string;
+  domain: string;
+  stack: SipStack;
+  bus: EventBus;
+  logger: Logger;
+  media: MediaEngine;
+  dialPlan: DialPlan;
+  auth: CallerAuthenticator;
+  bindingsOf: (extension: string) => readonly Binding[];
+  /** Name and media policy override of a configured extension. */
+  extension: (number: string) => { name?: string; mediaPolicy?: MediaPolicyName } | undefined;
+  defaultPolicy: MediaPolicyName;
+  maxConcurrent: number;
+  retryAfterSec: number;
+  /** Durable call records; without it records only go on the bus. */
+  records?: CallRecordStore;
+}
+
+/** Visual separators people type in numbers ("+1 (555) 010-2000"). */
+const SEPARATORS = /[\s().-]/g;
+
+export class CallCore {
+  readonly #opts: CallCoreOptions;
+  readonly #log: Logger;
+  readonly #sessions = new Set<CallSession>();
+  readonly #byInvite = new Map<IncomingRequest, CallSession>();
+  readonly #byDialog = new Map<string, { session: CallSession; side: Side }>();
+  readonly #handlers = new Map<string, InDialogHandler>();
+  readonly #pendingRecords = new Set<Promise<void>>();
+  readonly #routingState: RoutingState;
+  readonly #ctx: SessionContext;
+  #running = false;
+
+  constructor(opts: CallCoreOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger;
+    this.#routingState = {
+      registeredContacts: (extension) => opts.bindingsOf(extension).length,
+      activeCalls: (extension) => [...this.#sessions].filter((s) => s.call.state !== 'ended' && s.parties().includes(extension)).length,
+    };
+    this.#ctx = {
+      stack: opts.stack,
+      domain: opts.domain,
+      dialPlan: opts.dialPlan,
+      routingState: this.#routingState,
+      contactFor: (transport, user) => this.#contactFor(transport, user),
+      bindingsOf: opts.bindingsOf,
+      policyOf: (extension) => (extension === undefined ? undefined : opts.extension(extension)?.mediaPolicy) ?? opts.defaultPolicy,
+      createMediaPath: (policy, log): MediaPath => (policy === 'anchored' ? new AnchoredMediaPath(opts.media, log) : new DirectMediaPath()),
+      registerDialog: (id, session, side) => this.#byDialog.set(id, { session, side }),
+      unregisterDialog: (id) => this.#byDialog.delete(id),
+      inDialogHandler: (method) => this.#handlers.get(method),
+      ended: (session) => this.#ended(session),
+    };
+  }
+
+  start(): void {
+    this.#running = true;
+  }
+
+  /** Ends every call (BYE / 503) and waits for their records. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    await Promise.all([...this.#sessions].map((s) => s.shutdown()));
+    await Promise.all([...this.#pendingRecords]);
+  }
+
+  /** Calls in progress (not ended). */
+  get activeCalls(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Plugs a feature into an in-dialog method the core does not carry out itself
+   * (REFER for transfer, PRACK, NOTIFY...). The handler answers the request.
+   */
+  setInDialogHandler(method: string, handler: InDialogHandler): void {
+    this.#handlers.set(method.toUpperCase(), handler);
+  }
+
+  /** The routing state the dial plan is shown (registrations, calls per extension). */
+  get routingState(): RoutingState {
+    return this.#routingState;
+  }
+
+  /** INVITE, ACK, BYE, UPDATE, INFO, PRACK, REFER, NOTIFY, in-dialog OPTIONS. */
+  handle(incoming: IncomingRequest): void {
+    const req = incoming.request;
+    const dialogId = dialogIdOfRequest(req);
+    if (dialogId !== undefined) {
+      this.#inDialog(dialogId, incoming);
+      return;
+    }
+    if (req.method === 'ACK') return; // for a final response we no longer track
+    if (req.method !== 'INVITE') {
+      incoming.respond(481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    this.#newCall(incoming).catch((err: unknown) => {
+      this.#log.error({ err, callId: req.headers['call-id'] }, 'new call failed');
+      incoming.respond(500, 'Server Internal Error');
+    });
+  }
+
+  /** The stack answered a CANCEL (200, and 487 to the INVITE). */
+  handleCancel(invite: IncomingRequest, cancel: SipRequest): void {
+    this.#byInvite.get(invite)?.cancelledByCaller(cancel);
+  }
+
+  #inDialog(dialogId: string, incoming: IncomingRequest): void {
+    const found = this.#byDialog.get(dialogId);
+    if (found === undefined) {
+      if (incoming.request.method !== 'ACK') incoming.respond(481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    found.session.handleInDialog(found.side, incoming).catch((err: unknown) => {
+      found.session.log.error({ err, method: incoming.request.method }, 'in-dialog request failed');
+      incoming.respond(500, 'Server Internal Error');
+    });
+  }
+
+  async #newCall(incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    const opts = this.#opts;
+    const tag = newTag();
+    if (!this.#running) {
+      incoming.respond(503, 'Service Unavailable', { toTag: tag, headers: { 'Retry-After': String(opts.retryAfterSec), Reason: reasonHeader(503, 'Starting or stopping') } });
+      return;
+    }
+    if (this.#sessions.size >= opts.maxConcurrent) {
+      this.#log.warn({ event: 'call.overload', active: this.#sessions.size, max: opts.maxConcurrent }, 'call refused: concurrent call limit reached');
+      incoming.respond(503, 'Service Unavailable', { toTag: tag, headers: { 'Retry-After': String(opts.retryAfterSec), Reason: reasonHeader(503, 'Too many calls') } });
+      return;
+    }
+    const auth = opts.auth.check(incoming, tag);
+    if (!auth.ok) return;
+    incoming.respond(100, 'Trying');
+
+    const uri = parseUri(req.uri);
+    const dialed = uri?.user !== undefined ? unescapeUriPart(uri.user).replace(SEPARATORS, '') : '';
+    const callerExtension = auth.extension;
+    const display = req.headers.from.name;
+    const name = opts.extension(callerExtension)?.name ?? (display !== undefined && display !== '' ? display : undefined);
+
+    let a: InboundSipLeg;
+    try {
+      a = new InboundSipLeg(incoming, opts.stack, (t, u) => this.#contactFor(t, u), dialed || 'branchline', tag);
+    } catch (err) {
+      if (!(err instanceof DialogError)) throw err;
+      incoming.respond(err.status, `Bad Request (${err.message})`, { toTag: tag });
+      return;
+    }
+    const call = new Call({
+      siteId: opts.siteId,
+      caller: callerExtension,
+      ...(name === undefined ? {} : { callerName: name }),
+      dialed: dialed || req.uri,
+      mediaPolicy: opts.defaultPolicy,
+      onChange: (change) => this.#changed(change),
+    });
+    const log = this.#log.child({ call: call.id, callId: req.headers['call-id'] });
+    const session = new CallSession(
+      this.#ctx,
+      call,
+      a,
+      { dialed, caller: { extension: callerExtension, number: callerExtension, ...(name === undefined ? {} : { name }), origin: 'phone' } },
+      log,
+    );
+    this.#sessions.add(session);
+    this.#byInvite.set(incoming, session);
+    log.info({ event: 'call.started', caller: callerExtension, dialed, source: formatHostPort(incoming.source.address, incoming.source.port) }, `call from ${callerExtension} to ${dialed}`);
+    this.#opts.bus.emit('call.state', { id: call.id, state: 'routing', reason: 'INVITE', at: call.startedAt, caller: call.caller, dialed: call.dialed });
+    // An empty dialled number (no user part) goes to the dial plan too: it answers 404.
+    await session.run();
+  }
+
+  #changed(change: CallChange): void {
+    const { call } = change;
+    const payload = { id: call.id, state: change.state, previous: change.previous, reason: change.reason, at: Date.now(), caller: call.caller, dialed: call.dialed };
+    this.#opts.bus.emit('call.state', call.answeredBy === undefined ? payload : { ...payload, answeredBy: call.answeredBy });
+  }
+
+  #ended(session: CallSession): void {
+    this.#sessions.delete(session);
+    this.#byInvite.delete(session.a.incoming);
+    const record = session.call.toRecord();
+    session.log.info({ event: 'call.ended', disposition: record.disposition, status: record.finalStatus, reason: record.reason, durationMs: record.endedAt - record.startedAt }, `call ended: ${record.disposition}`);
+    this.#opts.bus.emit('call.ended', { record });
+    const store = this.#opts.records;
+    if (store === undefined) return;
+    const write = store
+      .write(record)
+      .catch((err: unknown) => session.log.error({ err, event: 'call.record_failed' }, 'could not store the call record'))
+      .finally(() => this.#pendingRecords.delete(write));
+    this.#pendingRecords.add(write);
+  }
+
+  #contactFor(transport: TransportName, user: string): string {
+    const stack = this.#opts.stack;
+    const local = stack.addresses[transport] ?? stack.addresses.udp ?? stack.addresses.tcp;
+    const host = stack.advertisedHost(transport) ?? local?.address ?? '127.0.0.1';
+    const safeUser = /^[A-Za-z0-9*#+_.!~-]+$/.test(user) ? user : 'branchline';
+    return `sip:${safeUser}@${host}:${local?.port ?? 5060}${transport === 'tcp' ? ';transport=tcp' : ''}`;
+  }
+}
+
+/**
+ * The routing used until agent/calls/routing/dial-plan.ts lands: a configured
+ * extension rings all its phones for `ringTimeoutSec`, anything else is 404.
+ */
+export class ExtensionDialPlan implements DialPlan {
+  readonly #extensions: ReadonlySet<string>;
+  readonly #ringTimeoutSec: number;
+
+  constructor(extensions: Iterable<string>, ringTimeoutSec = 30) {
+    this.#extensions = new Set(extensions);
+    this.#ringTimeoutSec = ringTimeoutSec;
+  }
+
+  route(request: { dialed: string }): ReturnType<DialPlan['route']> {
+    if (this.#extensions.has(request.dialed)) {
+      return { target: { kind: 'ring', extensions: [request.dialed], ringTimeoutSec: this.#ringTimeoutSec }, emergency: false, why: `extension ${request.dialed}` };
+    }
+    return { target: { kind: 'reject', status: 404, reason: 'Unknown number' }, emergency: false, why: `no extension ${request.dialed}` };
+  }
+
+  next(): undefined {
+    return undefined;
+  }
+}

@@ -1,0 +1,559 @@
+// One call from its INVITE to its end, as a B2BUA: the caller's leg (a), the dial
+// plan's decision, the callee legs it forks to (one per registered contact, in
+// parallel), the winner bridged to the caller, and everything that happens in the
+// two dialogs afterwards. All state changes go through the Call's state machine.
+//
+// Failure paths always end in a final response with an RFC 3326 Reason:
+//   no contact / all failed → 480, busy → 486, declined → 603, ring timeout → 408,
+//   caller's CANCEL → 487 (sent by the transaction layer), bad SDP → 488,
+//   a dial plan reject → its own status, anything unexpected → 500.
+
+import type { Logger } from 'pino';
+import type { MediaPolicyName } from '../config/types.ts';
+import { SdpNegotiationError } from '../media/index.ts';
+import { DialogError } from '../sip/dialog.ts';
+import type { IncomingRequest, SipStack } from '../sip/stack.ts';
+import type { Endpoint, NameAddr, SipRequest, SipResponse } from '../sip/types.ts';
+import type { Binding } from '../store/bindings.ts';
+import type { Call, LegInfo } from './call.ts';
+import type { CallDisposition } from './call-record.ts';
+import type { MediaPath, Side } from './media-path.ts';
+import type { DialPlan, FailureOutcome, RouteDecision, RouteRequest, RoutingState } from './routing/types.ts';
+import { ALLOWED_METHODS, InboundSipLeg, OutboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
+
+/** What a session needs from the core; the core owns the tables and the stack. */
+export interface SessionContext {
+  stack: SipStack;
+  domain: string;
+  dialPlan: DialPlan;
+  routingState: RoutingState;
+  contactFor: ContactFor;
+  bindingsOf(extension: string): readonly Binding[];
+  /** The effective media policy of an extension (its override or the site default). */
+  policyOf(extension: string | undefined): MediaPolicyName;
+  createMediaPath(policy: MediaPolicyName, log: Logger): MediaPath;
+  /** A dialog of this session can now receive requests (or no longer can). */
+  registerDialog(id: string, session: CallSession, side: Side): void;
+  unregisterDialog(id: string): void;
+  /** Handlers the features helper plugs in (REFER, PRACK); absent: answered as unsupported. */
+  inDialogHandler(method: string): InDialogHandler | undefined;
+  ended(session: CallSession): void;
+}
+
+/** A feature's handler for an in-dialog method the core does not carry out itself. */
+export type InDialogHandler = (session: CallSession, side: Side, incoming: IncomingRequest) => void | Promise<void>;
+
+/** 'done': the call was already answered with a final response (a 488 for its SDP). */
+type RingOutcome = 'answered' | FailureOutcome | 'cancelled' | 'done';
+
+const FAILURE_RESPONSE: Record<FailureOutcome, { status: number; phrase: string; text: string; disposition: CallDisposition }> = {
+  busy: { status: 486, phrase: 'Busy Here', text: 'Busy', disposition: 'busy' },
+  'no-answer': { status: 408, phrase: 'Request Timeout', text: 'No answer', disposition: 'no-answer' },
+  unavailable: { status: 480, phrase: 'Temporarily Unavailable', text: 'Unavailable', disposition: 'unavailable' },
+  rejected: { status: 603, phrase: 'Decline', text: 'Declined', disposition: 'rejected' },
+};
+
+const COMPLETED_ELSEWHERE = reasonHeader(200, 'Call completed elsewhere');
+
+/** "udp:1.2.3.4:5060" or "tcp:[2001:db8::1]:5060" (Binding.source) as an Endpoint. */
+export function endpointOfSource(source: string): Endpoint | undefined {
+  const m = /^(udp|tcp):(?:\[([^\]]+)\]|([^:]+)):([0-9]+)$/.exec(source);
+  if (!m) return undefined;
+  return { transport: m[1] as 'udp' | 'tcp', address: (m[2] ?? m[3]) as string, port: Number(m[4]) };
+}
+
+function outcomeOfStatuses(statuses: readonly number[]): FailureOutcome {
+  if (statuses.some((s) => s === 486 || s === 600)) return 'busy';
+  if (statuses.some((s) => s === 603)) return 'rejected';
+  return 'unavailable';
+}
+
+function contentType(req: SipRequest | SipResponse): string | undefined {
+  const value = req.headers['content-type'];
+  return typeof value === 'string' ? value : undefined;
+}
+
+interface CalleeLeg {
+  sip: OutboundSipLeg;
+  info: LegInfo;
+  extension: string;
+  done: boolean;
+}
+
+export class CallSession {
+  readonly call: Call;
+  readonly a: InboundSipLeg;
+  readonly request: RouteRequest;
+  readonly log: Logger;
+  /** The callee leg that answered. */
+  b: CalleeLeg | undefined;
+  readonly #ctx: SessionContext;
+  readonly #aInfo: LegInfo;
+  #media: MediaPath | undefined;
+  #ringing: { legs: CalleeLeg[]; settle: (outcome: RingOutcome) => void } | undefined;
+  #cancelled = false;
+  #offerPending = false;
+  #earlySdpFrom: CalleeLeg | undefined;
+  #ringingExtensions: string[] = [];
+
+  constructor(ctx: SessionContext, call: Call, a: InboundSipLeg, request: RouteRequest, log: Logger) {
+    this.#ctx = ctx;
+    this.call = call;
+    this.a = a;
+    this.request = request;
+    this.log = log;
+    this.#aInfo = call.addLeg({ kind: 'sip', direction: 'inbound', party: request.caller.extension ?? request.caller.number, callId: a.callId });
+  }
+
+  /** Extensions this call involves now (for RoutingState.activeCalls). */
+  parties(): string[] {
+    const out = this.request.caller.extension !== undefined ? [this.request.caller.extension] : [];
+    if (this.b !== undefined) out.push(this.b.extension);
+    else out.push(...this.#ringingExtensions);
+    return out;
+  }
+
+  /** Routes and rings until the call is answered or has failed; never throws. */
+  async run(): Promise<void> {
+    try {
+      await this.#route();
+    } catch (err) {
+      this.log.error({ err }, 'call failed unexpectedly');
+      await this.#fail(500, 'Server Internal Error', 'Internal error', 'failed');
+    }
+  }
+
+  /** The caller's CANCEL: the transaction layer already answered 487. */
+  cancelledByCaller(cancel: SipRequest): void {
+    if (this.call.state === 'ended' || this.call.state === 'answered') return;
+    this.#cancelled = true;
+    this.log.info({ event: 'call.cancelled' }, 'caller cancelled before answer');
+    const reason = typeof cancel.headers['reason'] === 'string' ? cancel.headers['reason'] : undefined;
+    this.call.legEnded(this.#aInfo.id, 487, 'cancel');
+    this.#ringing?.settle('cancelled');
+    for (const leg of this.#ringing?.legs ?? []) void leg.sip.cancel(reason);
+    if (this.#ringing === undefined) void this.#finish('cancelled', 'Caller cancelled', 487);
+  }
+
+  /** A request inside one of this call's dialogs. */
+  async handleInDialog(side: Side, incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    const dialog = side === 'a' ? this.a.dialog : this.b?.sip.dialog;
+    if (dialog === undefined) {
+      incoming.respond(481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    try {
+      dialog.receiveRequest(req);
+    } catch (err) {
+      if (!(err instanceof DialogError)) throw err;
+      incoming.respond(err.status, err.status === 500 ? 'Server Internal Error' : 'Call/Transaction Does Not Exist', err.status === 500 ? { headers: { 'Retry-After': '1' } } : undefined);
+      return;
+    }
+    switch (req.method) {
+      case 'ACK':
+        return; // ACKs for our 2xx are taken by waitForAck; a late copy needs nothing.
+      case 'BYE':
+        incoming.respond(200, 'OK');
+        await this.hangup(side === 'a' ? 'caller' : 'callee', side === 'a' ? 'Caller hung up' : 'Callee hung up');
+        return;
+      case 'OPTIONS':
+        incoming.respond(200, 'OK', { headers: { Allow: ALLOWED_METHODS, Accept: 'application/sdp' } });
+        return;
+      case 'INVITE':
+      case 'UPDATE':
+        await this.#offerInDialog(side, incoming);
+        return;
+      default: {
+        const handler = this.#ctx.inDialogHandler(req.method);
+        if (handler !== undefined) {
+          await handler(this, side, incoming);
+          return;
+        }
+        if (req.method === 'PRACK') {
+          // We never send reliable provisionals (no 100rel), so there is nothing to acknowledge.
+          incoming.respond(481, 'Call/Transaction Does Not Exist');
+          return;
+        }
+        if (req.method === 'REFER') {
+          incoming.respond(501, 'Not Implemented', { headers: { Allow: ALLOWED_METHODS } });
+          return;
+        }
+        await this.#relay(side, incoming);
+      }
+    }
+  }
+
+  /** Ends an answered call: BYE to every leg still up except the one that ended it. */
+  async hangup(by: 'caller' | 'callee' | 'system', reason: string): Promise<void> {
+    if (this.call.state === 'ended') return;
+    const byes: Promise<unknown>[] = [];
+    if (by !== 'caller' && this.a.dialog.state === 'confirmed') byes.push(this.a.send('BYE', { headers: { Reason: reasonHeader(200, reason) } }).catch(() => undefined));
+    const b = this.b;
+    if (b !== undefined && by !== 'callee' && b.sip.dialog?.state === 'confirmed') byes.push(b.sip.send('BYE', { headers: { Reason: reasonHeader(200, reason) } }).catch(() => undefined));
+    this.call.legEnded(this.#aInfo.id, undefined, by === 'caller' ? 'caller' : by === 'callee' ? 'callee' : 'system');
+    if (b !== undefined) this.call.legEnded(b.info.id, undefined, by === 'caller' ? 'caller' : by === 'callee' ? 'callee' : 'system');
+    this.a.dialog.terminate();
+    b?.sip.dialog?.terminate();
+    const disposition: CallDisposition = this.call.answeredAt !== undefined ? 'answered' : 'failed';
+    await this.#finish(disposition, reason);
+    await Promise.all(byes);
+  }
+
+  /** The agent stops: every call ends now. */
+  async shutdown(): Promise<void> {
+    if (this.call.state === 'answered') return this.hangup('system', 'Service shutting down');
+    if (this.call.state !== 'ended') {
+      this.#ringing?.settle('cancelled');
+      for (const leg of this.#ringing?.legs ?? []) void leg.sip.cancel();
+      await this.#fail(503, 'Service Unavailable', 'Service shutting down', 'failed');
+    }
+  }
+
+  // --- routing and ringing ----------------------------------------------------
+
+  async #route(): Promise<void> {
+    const { dialPlan, routingState } = this.#ctx;
+    let decision: RouteDecision | undefined = dialPlan.route(this.request, routingState);
+    for (let attempt = 0; decision !== undefined; attempt++) {
+      this.call.emergency ||= decision.emergency;
+      this.log.info({ event: 'call.routed', target: decision.target.kind, why: decision.why }, `routed: ${decision.why}`);
+      const target = decision.target;
+      let outcome: RingOutcome;
+      if (target.kind === 'reject') {
+        await this.#fail(target.status, phraseOf(target.status), target.reason, dispositionOf(target.status));
+        return;
+      } else if (target.kind === 'ring') {
+        outcome = await this.#ring(target.extensions, target.ringTimeoutSec);
+      } else {
+        // voicemail, features, trunks: carried out by their own modules once they exist.
+        this.log.warn({ target: target.kind }, 'route target not available in this build; treated as unavailable');
+        outcome = 'unavailable';
+      }
+      if (outcome === 'answered' || outcome === 'done') return;
+      if (outcome === 'cancelled' || this.#cancelled) {
+        await this.#finish('cancelled', 'Caller cancelled', 487);
+        return;
+      }
+      const next = dialPlan.next(this.request, decision, outcome, attempt, routingState);
+      if (next === undefined) {
+        const f = FAILURE_RESPONSE[outcome];
+        await this.#fail(f.status, f.phrase, f.text, f.disposition);
+        return;
+      }
+      if (this.call.state !== 'routing') this.call.transition('routing', `${outcome}: ${next.why}`);
+      decision = next;
+    }
+  }
+
+  async #mediaFor(extensions: readonly string[]): Promise<{ media: MediaPath; offer: string } | undefined> {
+    if (this.#media === undefined) {
+      const callerSdp = this.a.incoming.request.content;
+      const wanted = [this.request.caller.extension, ...extensions].map((e) => this.#ctx.policyOf(e));
+      // Anchored when any party needs it; an INVITE without an offer is always
+      // anchored, because direct media would have to carry the answer in the ACK.
+      const policy: MediaPolicyName = callerSdp === '' || wanted.includes('anchored') ? 'anchored' : 'direct';
+      this.call.mediaPolicy = policy;
+      this.#media = this.#ctx.createMediaPath(policy, this.log);
+      this.#media.onTimeout(() => {
+        this.log.warn({ event: 'call.media_timeout' }, 'no RTP from a leg: hanging up');
+        void this.hangup('system', 'Media timeout');
+      });
+    }
+    try {
+      const offer = await this.#media.offerToCallees(this.a.incoming.request.content);
+      return { media: this.#media, offer };
+    } catch (err) {
+      if (!(err instanceof SdpNegotiationError)) throw err;
+      this.log.info({ event: 'call.bad_sdp', code: err.code, detail: err.message }, 'caller SDP refused');
+      await this.#fail(488, 'Not Acceptable Here', err.message, 'failed', { Warning: `${err.warning} ${this.#ctx.domain} "${err.message.replace(/"/g, "'")}"` });
+      return undefined;
+    }
+  }
+
+  #ring(extensions: readonly string[], ringTimeoutSec: number): Promise<RingOutcome> {
+    const contacts = extensions.flatMap((extension) => this.#ctx.bindingsOf(extension).map((binding) => ({ extension, binding })));
+    if (contacts.length === 0) return Promise.resolve('unavailable');
+    return this.#mediaFor(extensions).then((prepared) => {
+      if (prepared === undefined) return 'done' as const;
+      if (this.#cancelled) return 'cancelled' as const;
+      return this.#fork(contacts, prepared.media, prepared.offer, ringTimeoutSec);
+    });
+  }
+
+  #fork(contacts: Array<{ extension: string; binding: Binding }>, media: MediaPath, offer: string, ringTimeoutSec: number): Promise<RingOutcome> {
+    this.#ringingExtensions = [...new Set(contacts.map((c) => c.extension))];
+    return new Promise<RingOutcome>((resolve) => {
+      const legs: CalleeLeg[] = [];
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        this.log.info({ event: 'call.ring_timeout', seconds: ringTimeoutSec }, 'nobody answered in time');
+        settle('no-answer');
+        for (const leg of legs) if (!leg.done) void leg.sip.cancel(reasonHeader(480, 'No answer'));
+      }, ringTimeoutSec * 1000);
+      const settle = (outcome: RingOutcome): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#ringing = undefined;
+        this.#ringingExtensions = [];
+        resolve(outcome);
+      };
+      this.#ringing = { legs, settle };
+
+      const finished = (): void => {
+        if (settled || !legs.every((l) => l.done)) return;
+        settle(outcomeOfStatuses(legs.map((l) => l.info.status ?? 480)));
+      };
+
+      for (const { extension, binding } of contacts) {
+        const destination = endpointOfSource(binding.source);
+        if (destination === undefined) {
+          this.log.warn({ source: binding.source }, 'binding has an unusable source address; skipped');
+          continue;
+        }
+        const callerUser = this.request.caller.extension ?? this.request.caller.number;
+        const from: NameAddr = { uri: `sip:${callerUser}@${this.#ctx.domain}`, params: Object.create(null) };
+        if (this.request.caller.name !== undefined) from.name = this.request.caller.name;
+        const sip = new OutboundSipLeg({
+          stack: this.#ctx.stack,
+          log: this.log,
+          destination,
+          requestUri: binding.contact,
+          from,
+          to: { uri: `sip:${extension}@${this.#ctx.domain}`, params: Object.create(null) },
+          contact: this.#ctx.contactFor(destination.transport, callerUser),
+          route: binding.path,
+          sdp: offer,
+        });
+        const info = this.call.addLeg({ kind: 'sip', direction: 'outbound', party: extension, callId: sip.callId });
+        const leg: CalleeLeg = { sip, info, extension, done: false };
+        legs.push(leg);
+        sip
+          .start(
+            (res) => this.#provisional(leg, res, media, settled),
+            (res) => void sip.refuse2xx(res, COMPLETED_ELSEWHERE),
+          )
+          .then(
+            (res) => {
+              leg.done = true;
+              if (res.status >= 300) {
+                this.call.legEnded(info.id, res.status, settled ? 'cancel' : 'callee');
+                this.log.info({ leg: info.id, status: res.status }, `${extension} answered ${res.status}`);
+                finished();
+                return;
+              }
+              if (settled || this.#cancelled) {
+                // Answered after the call was decided (a CANCEL crossed the 200): hang it up.
+                this.call.legEnded(info.id, res.status, 'system');
+                void sip.refuse2xx(res, COMPLETED_ELSEWHERE);
+                return;
+              }
+              settle('answered');
+              for (const other of legs) if (other !== leg && !other.done) void other.sip.cancel(COMPLETED_ELSEWHERE);
+              void this.#answered(leg, res, media);
+            },
+            (err: unknown) => {
+              leg.done = true;
+              const status = (err as { code?: string }).code === 'ETIMEDOUT' ? 408 : 503;
+              this.log.info({ leg: info.id, err: (err as Error).message }, `no answer from ${extension}'s contact (${status})`);
+              this.call.legEnded(info.id, status, 'system');
+              finished();
+            },
+          );
+      }
+      if (legs.length === 0) settle('unavailable');
+    });
+  }
+
+  #provisional(leg: CalleeLeg, res: SipResponse, media: MediaPath, settled: boolean): void {
+    if (settled || this.#cancelled || res.status === 100 || this.call.state === 'ended' || this.call.state === 'answered') return;
+    if (this.#ringing === undefined) return;
+    let sdp = '';
+    if (res.content !== '' && (this.#earlySdpFrom === undefined || this.#earlySdpFrom === leg)) {
+      try {
+        sdp = media.toCaller(res.content);
+        this.#earlySdpFrom = leg;
+      } catch (err) {
+        this.log.info({ err: (err as Error).message, leg: leg.info.id }, 'early SDP unusable; relayed as plain ringing');
+      }
+    }
+    const status = res.status === 183 && sdp === '' ? 180 : res.status;
+    this.a.provisional(status, status === 180 ? 'Ringing' : res.reason, sdp);
+    if (this.call.state === 'routing' || this.call.state === 'ringing' || this.call.state === 'early') {
+      this.call.transition(sdp !== '' ? 'early' : 'ringing', `${res.status} from ${leg.extension}`);
+    }
+  }
+
+  async #answered(leg: CalleeLeg, res: SipResponse, media: MediaPath): Promise<void> {
+    this.b = leg;
+    let sdp: string;
+    try {
+      sdp = media.toCaller(res.content);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'callee answered with unusable SDP');
+      await leg.sip.ack();
+      await leg.sip.send('BYE', { headers: { Reason: reasonHeader(488, 'Unusable SDP answer') } }).catch(() => undefined);
+      this.call.legEnded(leg.info.id, 488, 'system');
+      this.b = undefined;
+      await this.#fail(488, 'Not Acceptable Here', 'Callee SDP unusable', 'failed');
+      return;
+    }
+    await leg.sip.ack().catch((err: unknown) => this.log.warn({ err }, 'could not send ACK to the callee'));
+    const bDialog = leg.sip.dialog;
+    if (bDialog !== undefined) this.#ctx.registerDialog(bDialog.id, this, 'b');
+    this.#ctx.registerDialog(this.a.dialog.id, this, 'a');
+    this.call.legAnswered(leg.info.id);
+    this.call.legAnswered(this.#aInfo.id);
+    this.call.answeredBy = leg.extension;
+    const ackPromise = this.a.answer(sdp);
+    this.call.transition('answered', `answered by ${leg.extension}`);
+    this.log.info({ event: 'call.answered', by: leg.extension, policy: media.policy }, `${leg.extension} answered`);
+    const ack = await ackPromise;
+    if (ack === undefined) {
+      if (this.call.state === 'ended') return;
+      this.log.warn({ event: 'call.no_ack' }, 'caller never acknowledged the answer: hanging up');
+      await this.hangup('system', 'No ACK from caller');
+      return;
+    }
+    try {
+      media.callerAck(ack.content);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "caller's answer in the ACK is unusable: hanging up");
+      await this.hangup('system', 'Unusable SDP in ACK');
+    }
+  }
+
+  // --- in the dialogs ------------------------------------------------------------
+
+  /** re-INVITE or UPDATE: answered here (anchored) or relayed to the other leg (direct). */
+  async #offerInDialog(side: Side, incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    const media = this.#media;
+    const leg = side === 'a' ? this.a : this.b?.sip;
+    if (this.call.state !== 'answered' || media === undefined || leg === undefined) {
+      incoming.respond(req.method === 'INVITE' ? 491 : 500, req.method === 'INVITE' ? 'Request Pending' : 'Server Internal Error', { headers: { 'Retry-After': '1' } });
+      return;
+    }
+    if (this.#offerPending) {
+      incoming.respond(491, 'Request Pending');
+      return;
+    }
+    const contact = { Contact: `<${leg.dialog?.localContact ?? ''}>` };
+    let answer;
+    try {
+      answer = media.midCallOffer(side, req.content);
+    } catch (err) {
+      if (!(err instanceof SdpNegotiationError)) throw err;
+      incoming.respond(488, 'Not Acceptable Here', { headers: { Warning: `${err.warning} ${this.#ctx.domain} "${err.message.replace(/"/g, "'")}"` } });
+      return;
+    }
+    if (answer.kind === 'local') {
+      incoming.respond(200, 'OK', { headers: { ...contact, 'Content-Type': 'application/sdp' }, content: answer.sdp });
+      if (req.method === 'INVITE' && req.content === '') {
+        const ack = await incoming.waitForAck();
+        if (ack !== undefined) media.midCallAck(side, ack.content);
+      }
+      return;
+    }
+    // Direct media: the other phone answers.
+    const other = side === 'a' ? this.b?.sip : this.a;
+    if (other === undefined) {
+      incoming.respond(481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    this.#offerPending = true;
+    try {
+      const body = req.content;
+      const type = contentType(req);
+      const res = await other.send(req.method, body === '' ? {} : { body, ...(type === undefined ? {} : { contentType: type }) });
+      const extras = res.content === '' ? { headers: contact } : { headers: { ...contact, 'Content-Type': contentType(res) ?? 'application/sdp' }, content: res.content };
+      if (res.status >= 200 && res.status < 300 && req.method === 'INVITE') {
+        const inviteSeq = res.headers.cseq.seq;
+        const ackOther = (ackBody: string): Promise<void> => (other instanceof InboundSipLeg ? other.ack(inviteSeq, ackBody) : other.ackReinvite(inviteSeq, ackBody));
+        other.dialog?.refreshTarget(res);
+        if (body !== '') await ackOther('').catch(() => undefined);
+        incoming.respond(200, 'OK', extras);
+        if (body === '') {
+          // Offerless re-INVITE: the answer comes in this side's ACK and goes on in ours.
+          const ack = await incoming.waitForAck();
+          await ackOther(ack?.content ?? '').catch(() => undefined);
+        }
+      } else {
+        incoming.respond(res.status, res.reason, extras);
+      }
+    } catch (err) {
+      this.log.info({ err: (err as Error).message, method: req.method }, 'relayed offer got no answer');
+      incoming.respond(500, 'Server Internal Error', { headers: { 'Retry-After': '1' } });
+    } finally {
+      this.#offerPending = false;
+    }
+  }
+
+  /** INFO, NOTIFY, MESSAGE...: passed to the other leg; its answer comes back. */
+  async #relay(side: Side, incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    const other = side === 'a' ? this.b?.sip : this.a;
+    if (this.call.state !== 'answered' || other === undefined) {
+      incoming.respond(481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    const headers: Record<string, string> = {};
+    for (const name of ['event', 'subscription-state', 'info-package', 'content-disposition']) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    const type = contentType(req);
+    try {
+      const res = await other.send(req.method, { headers, ...(req.content === '' ? {} : { body: req.content, ...(type === undefined ? {} : { contentType: type }) }) });
+      const resType = contentType(res);
+      incoming.respond(res.status, res.reason, res.content === '' ? undefined : { headers: { 'Content-Type': resType ?? 'application/octet-stream' }, content: res.content });
+    } catch (err) {
+      this.log.info({ err: (err as Error).message, method: req.method }, 'relayed request got no answer');
+      incoming.respond(408, 'Request Timeout');
+    }
+  }
+
+  // --- endings ---------------------------------------------------------------------
+
+  async #fail(status: number, phrase: string, reasonText: string, disposition: CallDisposition, headers: Record<string, string> = {}): Promise<void> {
+    if (this.call.state === 'ended') return;
+    if (this.call.state !== 'answered') {
+      this.a.reject(status, phrase, { ...headers, Reason: reasonHeader(status, reasonText) });
+      this.call.legEnded(this.#aInfo.id, status, 'system');
+    }
+    this.log.info({ event: 'call.failed', status, reason: reasonText }, `call failed: ${status} ${reasonText}`);
+    await this.#finish(disposition, reasonText, status);
+  }
+
+  async #finish(disposition: CallDisposition, reason: string, finalStatus?: number): Promise<void> {
+    if (!this.call.end(disposition, reason, finalStatus)) return;
+    this.#ctx.unregisterDialog(this.a.dialog.id);
+    const bDialog = this.b?.sip.dialog;
+    if (bDialog !== undefined) this.#ctx.unregisterDialog(bDialog.id);
+    this.#ctx.ended(this);
+    await this.#media?.stop().catch((err: unknown) => this.log.warn({ err }, 'media did not stop cleanly'));
+  }
+}
+
+function phraseOf(status: number): string {
+  const phrases: Record<number, string> = {
+    403: 'Forbidden',
+    404: 'Not Found',
+    480: 'Temporarily Unavailable',
+    484: 'Address Incomplete',
+    486: 'Busy Here',
+    488: 'Not Acceptable Here',
+    503: 'Service Unavailable',
+    603: 'Decline',
+  };
+  return phrases[status] ?? (status >= 500 ? 'Server Error' : 'Request Failed');
+}
+
+function dispositionOf(status: number): CallDisposition {
+  if (status === 486 || status === 600) return 'busy';
+  if (status === 603) return 'rejected';
+  if (status === 480) return 'unavailable';
+  return status === 403 ? 'rejected' : 'failed';
+}
