@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Agent } from './agent.ts';
-import { ConfigError, loadConfig } from './config/load.ts';
+import { ConfigError } from './config/load.ts';
 import { createLogger } from './log/logger.ts';
 import { stopOnSignals } from './runtime/stop-on-signals.ts';
 import { formatStatus, readStatus } from './status.ts';
 import { imageUsage, runImageCommand } from '../image/cli.ts';
+import { provisionUsage, runProvision } from '../provisioning/cli.ts';
+import { loadAgentConfig } from '../provisioning/provisioned.ts';
 
 const usage = `usage: branchline <command> [options]
 
@@ -13,7 +15,7 @@ commands:
   start  --config FILE           run the agent
   status --config FILE [--json]  show the site's registrations (from its store)
   check-config --config FILE     validate a config file and exit
-${imageUsage}  --version                      print the version
+${imageUsage}${provisionUsage}  --version                      print the version
 `;
 
 function version(): string {
@@ -31,7 +33,8 @@ function configArg(values: { config?: string | undefined }): string {
 
 function load(file: string) {
   try {
-    return loadConfig(file);
+    // The file, with what the controller granted at the claim laid over it.
+    return loadAgentConfig(file);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -70,6 +73,8 @@ async function main(argv: string[]): Promise<void> {
       key: { type: 'string', multiple: true },
       installed: { type: 'string' },
       deadline: { type: 'string' },
+      // provision (provisioning/cli.ts)
+      timeout: { type: 'string' },
     },
   });
   const command = positionals[0];
@@ -88,6 +93,9 @@ async function main(argv: string[]): Promise<void> {
     case 'check-config':
       load(configArg(values));
       process.stdout.write('config ok\n');
+      return;
+    case 'provision':
+      process.exitCode = await runProvision(values);
       return;
     case 'bundle':
     case 'update':

@@ -9,6 +9,7 @@ import { stopOnSignals } from '../agent/runtime/stop-on-signals.ts';
 import type { LogLevel } from '../agent/config/types.ts';
 import type { TlsFiles } from '../agent/sync/link.ts';
 import type { RecordRow, SiteSummary } from '../agent/sync/protocol.ts';
+import type { ClaimRequests, ClaimSummary } from './claims.ts';
 import { ControllerClient } from './client.ts';
 import { Controller } from './service.ts';
 
@@ -24,6 +25,16 @@ commands:
                                    publish a new desired config (JSON or YAML object)
   command --broker URL --site ID --name NAME [--args JSON] [--json]
                                    send a command to a site (ping, status, telemetry.now)
+  claim token --broker URL --site ID [--ttl HOURS] [--json]
+                                   issue a one-time claim token for a new appliance
+  claim list --broker URL [--json] appliances that asked to be claimed, and their state
+  claim approve SERIAL --broker URL [--site ID] [--file CONFIG] [--replace] [--json]
+                                   give the appliance its site, config and broker login
+  claim reject SERIAL --broker URL [--reason TEXT] [--json]
+                                   refuse (or revoke) an appliance
+
+serve also takes --broker-files DIR [--broker-reload CMD] [--site-broker URL]:
+  keep Mosquitto's password file and ACL in DIR (docs/provisioning.md)
 
 options for every command:
   --mqtt-version 4|5   MQTT protocol (default 5; the agent's embedded broker needs 4)
@@ -53,6 +64,12 @@ interface Values {
   timeout?: string | undefined;
   'log-level'?: string | undefined;
   json?: boolean | undefined;
+  ttl?: string | undefined;
+  reason?: string | undefined;
+  replace?: boolean | undefined;
+  'broker-files'?: string | undefined;
+  'broker-reload'?: string | undefined;
+  'site-broker'?: string | undefined;
 }
 
 class UsageError extends Error {
@@ -119,6 +136,8 @@ async function serve(values: Values): Promise<void> {
     stateDir,
     ...(values.id ? { id: values.id } : {}),
     ...(values.share ? { shareGroup: values.share } : {}),
+    ...(values['broker-files'] ? { brokerFiles: { dir: path.resolve(values['broker-files']), ...(values['broker-reload'] ? { reloadCommand: values['broker-reload'] } : {}) } } : {}),
+    ...(values['site-broker'] ? { siteBrokerUrl: values['site-broker'] } : {}),
     logger,
   });
   stopOnSignals('controller', logger, () => controller.stop());
@@ -137,6 +156,53 @@ async function withClient<T>(values: Values, fn: (client: ControllerClient) => P
 
 function print(values: Values, data: unknown, human: () => string): void {
   process.stdout.write(values.json ? `${JSON.stringify(data)}\n` : `${human()}\n`);
+}
+
+async function claimCommand(v: Values, args: string[]): Promise<void> {
+  const [sub, serial] = args;
+  const t = timeoutMs(v);
+  const needSerial = (): string => {
+    if (!serial) throw new UsageError(`usage: branchctl claim ${sub ?? ''} SERIAL`);
+    return serial;
+  };
+  switch (sub) {
+    case 'token': {
+      const ttl = v.ttl === undefined ? undefined : Number(v.ttl);
+      if (ttl !== undefined && (!Number.isFinite(ttl) || ttl <= 0)) throw new UsageError('--ttl must be a positive number of hours');
+      const r = (await withClient(v, (c) => c.call('claims.token', { site: need(v, 'site'), ...(ttl !== undefined ? { ttl_hours: ttl } : {}) }, t))) as ClaimRequests['claims.token']['data'];
+      print(v, r, () => `${r.token}\n(claim token for site ${r.site}, valid until ${when(r.expires_at)}; put it in the appliance's provisioning.claim.token)`);
+      return;
+    }
+    case 'list': {
+      const rows = (await withClient(v, (c) => c.call('claims.list', {}, t))) as ClaimSummary[];
+      print(v, rows, () =>
+        rows.length === 0
+          ? 'no claims yet'
+          : table([['SERIAL', 'STATUS', 'SITE', 'HOSTNAME', 'AGENT', 'LAST SEEN'], ...rows.map((r) => [r.serial, r.status, r.site, r.hardware.hostname, r.agent, when(r.last_seen)])]),
+      );
+      return;
+    }
+    case 'approve': {
+      let config: Record<string, unknown> | undefined;
+      if (v.file !== undefined) {
+        const parsed: unknown = YAML.parse(readFileSync(v.file, 'utf8'));
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`${v.file} must hold an object`);
+        config = parsed as Record<string, unknown>;
+      }
+      const r = (await withClient(v, (c) =>
+        c.call('claims.approve', { serial: needSerial(), ...(v.site ? { site: v.site } : {}), ...(config ? { config } : {}), ...(v.replace ? { replace: true } : {}) }, t),
+      )) as ClaimRequests['claims.approve']['data'];
+      print(v, r, () => `appliance ${r.serial} approved as site ${r.site} (broker user ${r.username})`);
+      return;
+    }
+    case 'reject': {
+      const r = (await withClient(v, (c) => c.call('claims.reject', { serial: needSerial(), ...(v.reason ? { reason: v.reason } : {}) }, t))) as ClaimRequests['claims.reject']['data'];
+      print(v, r, () => `appliance ${r.serial} rejected`);
+      return;
+    }
+    default:
+      throw new UsageError('usage: branchctl claim token|list|approve|reject …');
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -164,6 +230,12 @@ async function main(argv: string[]): Promise<void> {
       timeout: { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
+      ttl: { type: 'string' },
+      reason: { type: 'string' },
+      replace: { type: 'boolean' },
+      'broker-files': { type: 'string' },
+      'broker-reload': { type: 'string' },
+      'site-broker': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -222,6 +294,8 @@ async function main(argv: string[]): Promise<void> {
       print(v, data, () => JSON.stringify(data, null, 2));
       return;
     }
+    case 'claim':
+      return claimCommand(v, positionals.slice(1));
     default:
       process.stdout.write(usage);
       if (!values.help && positionals[0] !== 'help') process.exitCode = 2;

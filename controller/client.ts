@@ -81,6 +81,11 @@ export class ControllerClient {
     return res.data as ControllerRequests[K]['data'];
   }
 
+  /** Asks the controller a request outside ControllerRequests (claims.*); the caller types the answer. */
+  async call(name: string, args: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
+    return this.request(name as ControllerRequestName, args as never, timeoutMs);
+  }
+
   async close(): Promise<void> {
     this.#requester?.cancelAll('closing');
     await this.#link?.stop({ graceful: true });

@@ -24,6 +24,8 @@ import {
   type UpMessage,
 } from '../agent/sync/protocol.ts';
 import { Requester } from '../agent/sync/requester.ts';
+import { claimTopics } from '../provisioning/claim/protocol.ts';
+import { ClaimService, type ClaimServiceOptions } from './claims.ts';
 import { ControllerStore } from './store.ts';
 
 export interface ControllerOptions {
@@ -39,6 +41,10 @@ export interface ControllerOptions {
   password?: string;
   /** Messages per ingest transaction at most. */
   batchMax?: number;
+  /** Keep Mosquitto's password file and ACL here (docs/provisioning.md); needs `password`. */
+  brokerFiles?: { dir: string; reloadCommand?: string };
+  /** The broker URL handed to newly claimed sites (default: the one they claimed through). */
+  siteBrokerUrl?: string;
   logger: Logger;
 }
 
@@ -58,6 +64,7 @@ export class Controller {
   #store: ControllerStore | undefined;
   #link: MqttLink | undefined;
   #requester: Requester | undefined;
+  #claims: ClaimService | undefined;
   #pending: UpMessage[] = [];
   #flushing: Promise<void> | undefined;
   #flushScheduled = false;
@@ -72,6 +79,11 @@ export class Controller {
 
   get stats(): ControllerStats {
     return { ...this.#stats };
+  }
+
+  get claims(): ClaimService {
+    if (!this.#claims) throw new Error('controller not started');
+    return this.#claims;
   }
 
   get store(): ControllerStore {
@@ -91,6 +103,7 @@ export class Controller {
   async start(timeoutMs = 30_000): Promise<void> {
     const log = this.#o.logger;
     this.#store = await ControllerStore.open(this.#o.stateDir);
+    this.#claims = await this.#startClaims();
     const link = new MqttLink({
       url: this.#o.broker,
       clientId: this.id,
@@ -113,6 +126,7 @@ export class Controller {
       filters.allReportedConfigs,
       this.#share(topics.controllerRequest),
       topics.responses(this.id),
+      claimTopics.allRequests,
     ]);
     const up = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new SyncError('ETIMEOUT', `cannot reach the broker ${this.#o.broker} within ${timeoutMs} ms`)), timeoutMs);
@@ -138,6 +152,7 @@ export class Controller {
       await link.publish(topics.controllerState, encode(this.#state('offline')), { retain: true }).catch(() => undefined);
     }
     await link?.stop({ graceful: true });
+    await this.#claims?.stop();
     await this.#store?.close();
     this.#o.logger.info({ event: 'controller.stopped', ...this.#stats }, 'controller stopped');
   }
@@ -180,6 +195,7 @@ export class Controller {
           this.#requester?.onMessage(topic, payload);
           return;
         default:
+          this.#claims?.onMessage(topic, payload);
           return;
       }
     } catch (err) {
@@ -266,6 +282,10 @@ export class Controller {
   async #handle(req: Request): Promise<unknown> {
     const store = this.store;
     const args = (req.args ?? {}) as Record<string, unknown>;
+    if (ClaimService.isRequest(req.name)) {
+      if (!this.#claims) throw new SyncError('ENOTCONNECTED', 'controller not started');
+      return this.#claims.handle(req.name, args);
+    }
     const site = (): string => {
       if (typeof args['site'] !== 'string' || args['site'] === '') throw new SyncError('EBADARGS', `${req.name}: "site" is required`);
       return args['site'];
@@ -289,6 +309,27 @@ export class Controller {
       default:
         throw new SyncError('EUNKNOWNCOMMAND', `unknown request ${JSON.stringify(req.name)}`);
     }
+  }
+
+  async #startClaims(): Promise<ClaimService> {
+    const o = this.#o;
+    if (o.brokerFiles && o.password === undefined) throw new SyncError('EBADARGS', 'broker files need the controller\'s own --username and --password (they go into the password file)');
+    const options: ClaimServiceOptions = {
+      stateDir: o.stateDir,
+      headers: this.#headers,
+      publish: async (topic, payload) => {
+        await this.#link?.publish(topic, payload);
+      },
+      desired: (site) => this.store.desired(site),
+      logger: o.logger,
+      ...(o.siteBrokerUrl ? { siteBrokerUrl: o.siteBrokerUrl } : {}),
+      ...(o.brokerFiles && o.password !== undefined
+        ? { brokerFiles: { dir: o.brokerFiles.dir, controllerUser: o.username ?? 'controller', controllerPassword: o.password, ...(o.brokerFiles.reloadCommand ? { reloadCommand: o.brokerFiles.reloadCommand } : {}) } }
+        : {}),
+    };
+    const claims = new ClaimService(options);
+    await claims.start();
+    return claims;
   }
 
   /** Stores the next desired version for a site and publishes it, retained. */
