@@ -17,6 +17,9 @@ import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
 import { migrate } from './store/migrations.ts';
 import { SiteSync } from './sync/site-sync.ts';
+import { UpdateJobs } from '../image/update-job.ts';
+import { PhoneProvisioning } from '../provisioning/phones/server.ts';
+import { provisioningDir } from '../provisioning/provisioned.ts';
 
 export const storeFileName = 'branchline.sqlite';
 export const pidFileName = 'agent.pid';
@@ -44,6 +47,8 @@ export class Agent {
   #registrar: Registrar | undefined;
   #stack: SipStack | undefined;
   #siteSync: SiteSync | undefined;
+  #phones: PhoneProvisioning | undefined;
+  #updates: UpdateJobs | undefined;
   #media: MediaEngine | undefined;
   #calls: CallCore | undefined;
 
@@ -69,6 +74,10 @@ export class Agent {
     const started = performance.now();
     const { config, logger } = this;
     mkdirSync(config.state_dir, { recursive: true });
+    // Provisioned phones are extensions whose passwords the agent generated: they join
+    // the configured ones before anything reads the extension list (provisioning/phones).
+    this.#phones = new PhoneProvisioning({ config, credentialsDir: provisioningDir(config.state_dir), logger: logger.child({ subsystem: 'phones' }) });
+    config.extensions.push(...this.#phones.prepare());
 
     const db = await Database.open(path.join(config.state_dir, storeFileName));
     this.#db = db;
@@ -113,8 +122,10 @@ export class Agent {
       committer: this.#committer,
       sources: { registrations: () => registrar.table.size },
     });
+    let syncStarted = false;
     try {
       await this.#siteSync.start();
+      syncStarted = true;
     } catch (err) {
       logger.error({ event: 'sync.failed', err, code: (err as { code?: string }).code }, `site sync failed to start: ${(err as Error).message}`);
     }
@@ -141,6 +152,21 @@ export class Agent {
     this.#stack.onRequest((req) => this.#route(req));
     this.#stack.onCancel((invite, cancel) => this.#calls?.handleCancel(invite, cancel));
     await this.#stack.start();
+    // Phone provisioning and controller-ordered updates are optional like sync: a
+    // failure is logged and the phones keep registering.
+    await this.#phones.start().catch((err: unknown) => logger.error({ event: 'phones.failed', err }, `phone provisioning failed to start: ${(err as Error).message}`));
+    const sync = this.#siteSync.sync;
+    if (sync && syncStarted) {
+      this.#updates = new UpdateJobs({
+        config,
+        registerCommand: (name, handler) => sync.registerCommand(name, handler),
+        enqueue: (msg) => sync.enqueue(msg),
+        calls: { description: 'the call core', activeCalls: async () => this.#calls?.activeCalls ?? 0 },
+        requestRestart: () => process.kill(process.pid, 'SIGTERM'),
+        logger: logger.child({ subsystem: 'firmware' }),
+      });
+      this.#updates.start();
+    }
     this.#startCalls(db, realm, credentials);
 
     writeFileSync(path.join(config.state_dir, pidFileName), `${process.pid}\n`);
@@ -245,6 +271,8 @@ export class Agent {
     await this.#calls?.stop().catch((err: unknown) => this.logger.error({ err }, 'call core failed to stop cleanly'));
     await this.#stack?.stop();
     await this.#media?.stop();
+    await this.#phones?.stop();
+    await this.#updates?.stop();
     await this.#siteSync?.stop().catch((err: unknown) => this.logger.error({ event: 'sync.stop_failed', err }, 'site sync failed to stop cleanly'));
     this.#registrar?.stop();
     this.#guard?.stop();

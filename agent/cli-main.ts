@@ -4,6 +4,7 @@ import { Agent } from './agent.ts';
 import { ConfigError } from './config/load.ts';
 import { createLogger } from './log/logger.ts';
 import { stopOnSignals } from './runtime/stop-on-signals.ts';
+import { SystemdNotifier } from './runtime/systemd-notify.ts';
 import { formatStatus, readStatus } from './status.ts';
 import { imageUsage, runImageCommand } from '../image/cli.ts';
 import { provisionUsage, runProvision } from '../provisioning/cli.ts';
@@ -48,9 +49,18 @@ async function start(file: string): Promise<void> {
   const config = load(file);
   const logger = createLogger(config.log.level);
   const agent = new Agent(config, logger);
-  stopOnSignals('agent', logger, () => agent.stop());
+  // Under systemd (Type=notify): READY=1 once SIP listens, watchdog pings, STOPPING=1.
+  const systemd = new SystemdNotifier({ logger: logger.child({ subsystem: 'systemd' }) });
+  let stopping = false;
+  stopOnSignals('agent', logger, async () => {
+    stopping = true;
+    await systemd.stopping();
+    await agent.stop();
+  });
   try {
     await agent.start();
+    await systemd.ready(`site ${config.site.id}: serving`);
+    systemd.startWatchdog(() => !stopping);
   } catch (err) {
     const code = (err as { code?: string }).code;
     logger.fatal({ err, code }, `agent failed to start: ${(err as Error).message}`);

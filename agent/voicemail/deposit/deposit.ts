@@ -7,7 +7,8 @@
 //                         *  erase and record again
 //                         0  stop, save, then operator
 // Hanging up saves what was said. Recordings shorter than the mailbox's
-// min_message_seconds (after trailing silence is cut) are discarded.
+// min_message_seconds (after trailing silence is cut) are discarded: outcome
+// 'too-short', or 'hangup' when the caller hung up.
 import type { Logger } from 'pino';
 import type { MailboxConfig } from '../../config/types.ts';
 import type { RtpSession } from '../../media/rtp-session.ts';
@@ -102,6 +103,7 @@ export async function deposit(deps: DepositDeps, session: RtpSession, req: Depos
         await writer.abort();
         await store.abandonDeposit(pending.id);
         log.info({ event: 'voicemail.too_short', ms: rec.samples / 8, stoppedBy: rec.stoppedBy }, 'recording too short: discarded');
+        if (rec.stoppedBy === 'hangup') return { outcome: 'hangup' };
         await playAll(session, prompts.source(['message-too-short', 'goodbye']));
         return { outcome: 'too-short' };
       }
