@@ -8,6 +8,7 @@ import { SystemdNotifier } from './runtime/systemd-notify.ts';
 import { formatStatus, readStatus } from './status.ts';
 import { imageUsage, runImageCommand } from '../image/cli.ts';
 import { provisionUsage, runProvision } from '../provisioning/cli.ts';
+import { runSimCommand, simUsage } from '../drivers/sim/cli.ts';
 import { loadAgentConfig } from '../provisioning/provisioned.ts';
 
 const usage = `usage: branchline <command> [options]
@@ -16,7 +17,7 @@ commands:
   start  --config FILE           run the agent
   status --config FILE [--json]  show the site's registrations (from its store)
   check-config --config FILE     validate a config file and exit
-${imageUsage}${provisionUsage}  --version                      print the version
+${imageUsage}${provisionUsage}${simUsage}  --version                      print the version
 `;
 
 function version(): string {
@@ -85,6 +86,12 @@ async function main(argv: string[]): Promise<void> {
       deadline: { type: 'string' },
       // provision (provisioning/cli.ts)
       timeout: { type: 'string' },
+      // sim call (drivers/sim/cli.ts)
+      from: { type: 'string' },
+      to: { type: 'string' },
+      audio: { type: 'string' },
+      talk: { type: 'string' },
+      card: { type: 'string' },
     },
   });
   const command = positionals[0];
@@ -106,6 +113,12 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'provision':
       process.exitCode = await runProvision(values);
+      return;
+    case 'sim':
+      process.exitCode = await runSimCommand(positionals[1], load(configArg(values)).linecards, values, {
+        out: (text) => process.stdout.write(text),
+        err: (text) => process.stderr.write(text),
+      });
       return;
     case 'bundle':
     case 'update':

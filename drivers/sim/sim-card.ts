@@ -23,6 +23,7 @@ import {
   type SpanInfo,
 } from '../types.ts';
 import { spanProfile, type SpanProfile } from './profiles.ts';
+import { SimControlServer } from './control-server.ts';
 import { SimPstn, type SubscriberSpec } from './pstn.ts';
 import { NetworkRefusal, type CardSide, type NetworkSide } from './wire.ts';
 
@@ -37,6 +38,8 @@ export interface SimCardOptions {
   numbers?: string[];
   /** Real signalling times × this; tests use small values (default 1). */
   timeScale?: number;
+  /** Serve the PSTN's control socket here while started (host:port on loopback, or a socket path). */
+  control?: string;
   subscribers?: SubscriberSpec[];
 }
 
@@ -62,6 +65,8 @@ export class SimCard extends EventEmitter<LineCardEvents> implements LineCard {
   readonly #channels: SimChannel[][];
   readonly #alarms: Set<AlarmKind>[];
   readonly #network: NetworkSide;
+  readonly #controlAddress: string | undefined;
+  #control: SimControlServer | undefined;
   #started = false;
 
   constructor(options: SimCardOptions) {
@@ -89,9 +94,25 @@ export class SimCard extends EventEmitter<LineCardEvents> implements LineCard {
       ...(options.subscribers ? { subscribers: options.subscribers } : {}),
     });
     this.#network = this.pstn.attach(this.#cardSide());
+    this.#controlAddress = options.control;
+  }
+
+  /** Where the control socket listens once started (the bound port when 0 was asked). */
+  get controlAddress(): string | undefined {
+    return this.#control?.address;
   }
 
   async start(): Promise<void> {
+    if (this.#started) return;
+    if (this.#controlAddress !== undefined) {
+      const control = new SimControlServer({ card: this.name, pstn: this.pstn, address: this.#controlAddress });
+      try {
+        await control.start();
+      } catch (err) {
+        throw new LineCardError('ECONFIG', this.name, `cannot serve the control socket on ${this.#controlAddress}: ${(err as Error).message}`, { cause: err });
+      }
+      this.#control = control;
+    }
     this.#started = true;
     this.pstn.start();
   }
@@ -108,6 +129,8 @@ export class SimCard extends EventEmitter<LineCardEvents> implements LineCard {
     }
     this.#started = false;
     this.pstn.stop();
+    await this.#control?.stop();
+    this.#control = undefined;
     for (const ch of this.#all()) this.#wake(ch);
   }
 

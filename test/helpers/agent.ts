@@ -37,6 +37,8 @@ export interface StartAgentOptions {
   registrar?: RegistrarSettings;
   /** Deep-merged over the generated config (objects merge, other values replace). */
   extraConfig?: Record<string, unknown>;
+  /** Extra environment for the agent process (e.g. NOTIFY_SOCKET, WATCHDOG_USEC). */
+  env?: NodeJS.ProcessEnv;
   /** Reuse a state directory (restart tests). The caller owns it: cleanup() keeps it. */
   stateDir?: string;
   /** Listen on these ports instead of fresh ones (a restart on the same address). */
@@ -177,8 +179,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   const stdio: ['ignore', 'pipe' | 'ignore', 'pipe'] = ['ignore', opts.discardStdout ? 'ignore' : 'pipe', 'pipe'];
   const child =
     opts.cpu === undefined
-      ? spawn(process.execPath, args, { cwd: REPO_ROOT, stdio })
-      : spawn('taskset', ['-c', String(opts.cpu), process.execPath, ...args], { cwd: REPO_ROOT, stdio });
+      ? spawn(process.execPath, args, { cwd: REPO_ROOT, stdio, env: { ...process.env, ...opts.env } })
+      : spawn('taskset', ['-c', String(opts.cpu), process.execPath, ...args], { cwd: REPO_ROOT, stdio, env: { ...process.env, ...opts.env } });
   track(child);
 
   const maxLines = opts.maxLogLines ?? 50_000;
