@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   const key = loadOrCreateSigningKey(path.join(out, 'keys', 'signing.key'), { create: false });
   const stage = path.join(work, 'stage');
   const exe = path.join(slots, 'slots', 'a', 'bin', 'branchline');
-  const { unpackedSize } = stageImage({ dir: stage, executable: exe, addons: nativeAddons(REPO_ROOT), version: '0.1.1', trustedKeys: [key.publicFile], filesDir: path.join(REPO_ROOT, 'image/files') });
+  const { unpackedSize } = stageImage({ dir: stage, executable: exe, addons: nativeAddons(REPO_ROOT), version: '0.1.1', trustedKeys: [key.publicFile], filesDir: path.join(REPO_ROOT, 'image/files'), phoneTemplatesDir: path.join(REPO_ROOT, 'provisioning/templates') });
   const next = path.join(out, 'branchline-0.1.1.bundle');
   await packBundle({ stageDir: stage, imageFile: path.join(work, 'next.squashfs'), bundleFile: next, version: '0.1.1', minVersion: '0.1.0', architecture: process.arch as 'x64', node: process.versions.node, unpackedSize, compression, signingKey: key.privateKey, mtime: 0 });
   await run(current, ['update', '--slots', slots, next, '--config', idle.configFile]);

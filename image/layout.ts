@@ -10,4 +10,6 @@ export const IMAGE_PACKAGE_JSON = 'package.json';
 export const IMAGE_DEFAULT_CONFIG = 'config/default.yaml';
 export const IMAGE_SYSTEMD_DIR = 'systemd';
 export const IMAGE_PROMPTS_DIR = 'prompts';
+/** Phone configuration templates, where provisioning/phones looks for them. */
+export const IMAGE_PHONE_TEMPLATES_DIR = 'provisioning/templates';
 export const IMAGE_DOCS_DIR = 'share/doc';

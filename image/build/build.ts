@@ -77,6 +77,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildReport> {
     version: opts.version,
     trustedKeys: [key.publicFile],
     filesDir: path.join(REPO_ROOT, 'image/files'),
+    phoneTemplatesDir: path.join(REPO_ROOT, 'provisioning/templates'),
   });
   const t2 = performance.now();
   await smokeTest(stageDir, opts.version);

@@ -4,7 +4,7 @@
 import { chmodSync, constants, copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { keyId, loadPublicKey } from '../bundle/signing.ts';
-import { IMAGE_ADDON_DIR, IMAGE_BINARY, IMAGE_DEFAULT_CONFIG, IMAGE_KEYS_DIR, IMAGE_PACKAGE_JSON, IMAGE_PROMPTS_DIR, IMAGE_SYSTEMD_DIR } from '../layout.ts';
+import { IMAGE_ADDON_DIR, IMAGE_BINARY, IMAGE_DEFAULT_CONFIG, IMAGE_KEYS_DIR, IMAGE_PACKAGE_JSON, IMAGE_PHONE_TEMPLATES_DIR, IMAGE_PROMPTS_DIR, IMAGE_SYSTEMD_DIR } from '../layout.ts';
 import type { NativeAddon } from './executable.ts';
 
 export interface StageOptions {
@@ -15,8 +15,10 @@ export interface StageOptions {
   version: string;
   /** Public keys (PEM) the image trusts for the next update. */
   trustedKeys: readonly string[];
-  /** image/files: default config, systemd unit. */
+  /** image/files: default config, systemd units. */
   filesDir: string;
+  /** provisioning/templates: phone configuration templates. */
+  phoneTemplatesDir: string;
 }
 
 function copy(from: string, to: string, mode: number): void {
@@ -57,7 +59,8 @@ export function stageImage(opts: StageOptions): { unpackedSize: number } {
   }
   write(path.join(opts.dir, IMAGE_PACKAGE_JSON), `${JSON.stringify({ name: 'branchline', version: opts.version })}\n`);
   copy(path.join(opts.filesDir, 'default.yaml'), path.join(opts.dir, IMAGE_DEFAULT_CONFIG), 0o644);
-  copy(path.join(opts.filesDir, 'branchline.service'), path.join(opts.dir, IMAGE_SYSTEMD_DIR, 'branchline.service'), 0o644);
+  for (const unit of ['branchline.service', 'branchline-provision.service']) copy(path.join(opts.filesDir, unit), path.join(opts.dir, IMAGE_SYSTEMD_DIR, unit), 0o644);
+  for (const t of readdirSync(opts.phoneTemplatesDir).sort()) copy(path.join(opts.phoneTemplatesDir, t), path.join(opts.dir, IMAGE_PHONE_TEMPLATES_DIR, t), 0o644);
   // Voice prompts arrive with voicemail; the folder is part of the layout already.
   mkdirSync(path.join(opts.dir, IMAGE_PROMPTS_DIR), { recursive: true });
   fixDirModes(opts.dir);

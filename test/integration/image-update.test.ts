@@ -169,7 +169,7 @@ describe('flashable image', () => {
     const exe = path.join(slots, 'slots', 'a', 'bin', 'branchline');
     const make = async (version: string, broken: boolean): Promise<string> => {
       const stage = path.join(dir, `stage-${version}`);
-      const { unpackedSize } = stageImage({ dir: stage, executable: exe, addons: nativeAddons(REPO_ROOT), version, trustedKeys: [key.publicFile], filesDir: path.join(REPO_ROOT, 'image/files') });
+      const { unpackedSize } = stageImage({ dir: stage, executable: exe, addons: nativeAddons(REPO_ROOT), version, trustedKeys: [key.publicFile], filesDir: path.join(REPO_ROOT, 'image/files'), phoneTemplatesDir: path.join(REPO_ROOT, 'provisioning/templates') });
       if (broken) {
         renameSync(path.join(stage, 'bin/branchline'), path.join(stage, 'bin/branchline.real'));
         writeFileSync(path.join(stage, 'bin/branchline'), '#!/bin/sh\n[ "$1" = start ] && exec sleep 3600\nexec "$(dirname "$0")/branchline.real" "$@"\n');
