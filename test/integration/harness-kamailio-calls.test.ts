@@ -70,10 +70,16 @@ describe('SIPp call scenarios through Kamailio as a stateful proxy', () => {
     assert.deepEqual(logValues(r.caller, 'final'), ['486']);
   });
 
-  test('hold and resume both ways with re-INVITEs (sendonly, inactive, sendrecv)', async () => {
+  test('hold, inactive and resume from the caller with re-INVITEs', async () => {
     const r = await call('2005', { callerScenario: 'uac-hold', callees: [{ scenario: 'uas-hold', port: await phone('2005') }] });
     assertClean(r);
     assert.deepEqual(logValues(r.callees[0]!, 'offer3'), ['sendonly']);
+  });
+
+  test('hold from the callee', async () => {
+    const r = await call('2008', { callerScenario: 'uac-held', callees: [{ scenario: 'uas-holds', port: await phone('2008') }] });
+    assertClean(r);
+    assert.deepEqual(logValues(r.caller, 'callee-hold-offer'), ['sendonly']);
   });
 
   test('UPDATE with an SDP offer inside the call', async () => {
