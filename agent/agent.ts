@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './config/types.ts';
 import { CallerAuthenticator } from './calls/caller-auth.ts';
-import { CallCore, ExtensionDialPlan } from './calls/call-core.ts';
+import { CallCore } from './calls/call-core.ts';
+import { ConfiguredDialPlan } from './calls/routing/dial-plan.ts';
 import { EventBus } from './events/bus.ts';
 import { MediaEngine } from './media/index.ts';
 import { Registrar, type Credentials } from './registrar/registrar.ts';
@@ -13,6 +14,7 @@ import { SipStack, type IncomingRequest } from './sip/stack.ts';
 import { formatHostPort } from './sip/transport.ts';
 import { CallRecordStore } from './store/call-records.ts';
 import { Database } from './store/db.ts';
+import { FeatureStateStore } from './store/feature-state.ts';
 import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
 import { migrate } from './store/migrations.ts';
@@ -167,7 +169,7 @@ export class Agent {
       });
       this.#updates.start();
     }
-    this.#startCalls(db, realm, credentials);
+    await this.#startCalls(db, realm, credentials);
 
     writeFileSync(path.join(config.state_dir, pidFileName), `${process.pid}\n`);
     logger.info(
@@ -189,7 +191,7 @@ export class Agent {
    * media bound to a wildcard and no advertise_address, SDP names the address the
    * SIP stack advertises, so a phone reaches RTP where it reaches SIP.
    */
-  #startCalls(db: Database, realm: string, credentials: Map<string, Credentials>): void {
+  async #startCalls(db: Database, realm: string, credentials: Map<string, Credentials>): Promise<void> {
     const { config, logger } = this;
     const stack = this.#stack;
     const registrar = this.#registrar;
@@ -212,6 +214,7 @@ export class Agent {
     );
     this.#media.start();
     const extensions = new Map(config.extensions.map((e) => [e.number, e]));
+    const featureState = await FeatureStateStore.load(db, this.#committer);
     this.#calls = new CallCore({
       siteId: config.site.id,
       domain: config.sip.domain,
@@ -219,7 +222,7 @@ export class Agent {
       bus: this.bus,
       logger: logger.child({ subsystem: 'calls' }),
       media: this.#media,
-      dialPlan: new ExtensionDialPlan(extensions.keys()),
+      dialPlan: new ConfiguredDialPlan(config, featureState),
       auth: new CallerAuthenticator({
         realm,
         algorithms: config.sip.auth.algorithms,
@@ -236,7 +239,8 @@ export class Agent {
       defaultPolicy: m.policy,
       maxConcurrent: config.calls.max_concurrent,
       retryAfterSec: config.calls.retry_after,
-      records: new CallRecordStore(db, this.#committer),
+      // With sync, each record's outbox message commits with it (docs/call-records.md).
+      records: new CallRecordStore(db, this.#committer, this.#siteSync?.sync),
     });
     this.#calls.start();
     logger.info({ event: 'calls.ready', mediaPolicy: m.policy, rtp: `${m.port_range.min}-${m.port_range.max}`, advertise: this.#media.advertiseAddress }, 'call core ready');

@@ -19,9 +19,9 @@ import type { Binding } from '../store/bindings.ts';
 import type { CallRecordStore } from '../store/call-records.ts';
 import type { CallerAuthenticator } from './caller-auth.ts';
 import { Call, type CallChange } from './call.ts';
-import { CallSession, type InDialogHandler, type SessionContext } from './call-session.ts';
+import { CallSession, type InDialogHandler, type SessionContext, type TargetHandler } from './call-session.ts';
 import { AnchoredMediaPath, DirectMediaPath, type MediaPath, type Side } from './media-path.ts';
-import type { DialPlan, RoutingState } from './routing/types.ts';
+import type { DialPlan, RouteTarget, RoutingState } from './routing/types.ts';
 import { InboundSipLeg, reasonHeader } from './sip-leg.ts';
 
 export interface CallCoreOptions {
@@ -53,6 +53,7 @@ export class CallCore {
   readonly #byInvite = new Map<IncomingRequest, CallSession>();
   readonly #byDialog = new Map<string, { session: CallSession; side: Side }>();
   readonly #handlers = new Map<string, InDialogHandler>();
+  readonly #targets = new Map<RouteTarget['kind'], TargetHandler>();
   readonly #pendingRecords = new Set<Promise<void>>();
   readonly #routingState: RoutingState;
   readonly #ctx: SessionContext;
@@ -77,6 +78,7 @@ export class CallCore {
       registerDialog: (id, session, side) => this.#byDialog.set(id, { session, side }),
       unregisterDialog: (id) => this.#byDialog.delete(id),
       inDialogHandler: (method) => this.#handlers.get(method),
+      targetHandler: (kind) => this.#targets.get(kind),
       ended: (session) => this.#ended(session),
     };
   }
@@ -103,6 +105,15 @@ export class CallCore {
    */
   setInDialogHandler(method: string, handler: InDialogHandler): void {
     this.#handlers.set(method.toUpperCase(), handler);
+  }
+
+  /**
+   * Plugs in the module that carries out a route target: 'voicemail' and
+   * 'voicemail-retrieval' (agent/voicemail), 'feature' (feature codes), 'external'
+   * (trunks). Without one, such a target fails as 'unavailable'.
+   */
+  setTargetHandler(kind: Exclude<RouteTarget['kind'], 'ring' | 'reject'>, handler: TargetHandler): void {
+    this.#targets.set(kind, handler);
   }
 
   /** The routing state the dial plan is shown (registrations, calls per extension). */
@@ -203,6 +214,7 @@ export class CallCore {
 
   #changed(change: CallChange): void {
     const { call } = change;
+    this.#log.info({ event: 'call.state', call: call.id, state: change.state, previous: change.previous, reason: change.reason }, `call ${change.previous} → ${change.state}`);
     const payload = { id: call.id, state: change.state, previous: change.previous, reason: change.reason, at: Date.now(), caller: call.caller, dialed: call.dialed };
     this.#opts.bus.emit('call.state', call.answeredBy === undefined ? payload : { ...payload, answeredBy: call.answeredBy });
   }
@@ -228,30 +240,5 @@ export class CallCore {
     const host = stack.advertisedHost(transport) ?? local?.address ?? '127.0.0.1';
     const safeUser = /^[A-Za-z0-9*#+_.!~-]+$/.test(user) ? user : 'branchline';
     return `sip:${safeUser}@${host}:${local?.port ?? 5060}${transport === 'tcp' ? ';transport=tcp' : ''}`;
-  }
-}
-
-/**
- * The routing used until agent/calls/routing/dial-plan.ts lands: a configured
- * extension rings all its phones for `ringTimeoutSec`, anything else is 404.
- */
-export class ExtensionDialPlan implements DialPlan {
-  readonly #extensions: ReadonlySet<string>;
-  readonly #ringTimeoutSec: number;
-
-  constructor(extensions: Iterable<string>, ringTimeoutSec = 30) {
-    this.#extensions = new Set(extensions);
-    this.#ringTimeoutSec = ringTimeoutSec;
-  }
-
-  route(request: { dialed: string }): ReturnType<DialPlan['route']> {
-    if (this.#extensions.has(request.dialed)) {
-      return { target: { kind: 'ring', extensions: [request.dialed], ringTimeoutSec: this.#ringTimeoutSec }, emergency: false, why: `extension ${request.dialed}` };
-    }
-    return { target: { kind: 'reject', status: 404, reason: 'Unknown number' }, emergency: false, why: `no extension ${request.dialed}` };
-  }
-
-  next(): undefined {
-    return undefined;
   }
 }

@@ -10,7 +10,7 @@
 
 import type { Logger } from 'pino';
 import type { MediaPolicyName } from '../config/types.ts';
-import { SdpNegotiationError } from '../media/index.ts';
+import { describeAudio, SdpNegotiationError } from '../media/index.ts';
 import { DialogError } from '../sip/dialog.ts';
 import type { IncomingRequest, SipStack } from '../sip/stack.ts';
 import type { Endpoint, NameAddr, SipRequest, SipResponse } from '../sip/types.ts';
@@ -18,7 +18,7 @@ import type { Binding } from '../store/bindings.ts';
 import type { Call, LegInfo } from './call.ts';
 import type { CallDisposition } from './call-record.ts';
 import type { MediaPath, Side } from './media-path.ts';
-import type { DialPlan, FailureOutcome, RouteDecision, RouteRequest, RoutingState } from './routing/types.ts';
+import type { DialPlan, FailureOutcome, RouteDecision, RouteRequest, RouteTarget, RoutingState } from './routing/types.ts';
 import { ALLOWED_METHODS, InboundSipLeg, OutboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
 
 /** What a session needs from the core; the core owns the tables and the stack. */
@@ -35,13 +35,24 @@ export interface SessionContext {
   /** A dialog of this session can now receive requests (or no longer can). */
   registerDialog(id: string, session: CallSession, side: Side): void;
   unregisterDialog(id: string): void;
-  /** Handlers the features helper plugs in (REFER, PRACK); absent: answered as unsupported. */
+  /** Handlers features plug in (REFER, PRACK); absent: answered as unsupported. */
   inDialogHandler(method: string): InDialogHandler | undefined;
+  /** Who carries out route targets other than 'ring' and 'reject' (voicemail, feature codes, trunks). */
+  targetHandler(kind: RouteTarget['kind']): TargetHandler | undefined;
   ended(session: CallSession): void;
 }
 
 /** A feature's handler for an in-dialog method the core does not carry out itself. */
 export type InDialogHandler = (session: CallSession, side: Side, incoming: IncomingRequest) => void | Promise<void>;
+
+/**
+ * How a target handler's attempt ended: 'answered' (it answered the caller with
+ * answerLocally() and now runs the call in application mode), 'done' (it sent the
+ * caller a final response itself via reject()), or a failure for the dial plan.
+ */
+export type TargetOutcome = 'answered' | 'done' | FailureOutcome;
+/** Carries out a route target (voicemail, a feature code, a trunk) on a call that is still ringing. */
+export type TargetHandler = (session: CallSession, decision: RouteDecision) => Promise<TargetOutcome>;
 
 /** 'done': the call was already answered with a final response (a 488 for its SDP). */
 type RingOutcome = 'answered' | FailureOutcome | 'cancelled' | 'done';
@@ -95,6 +106,7 @@ export class CallSession {
   #offerPending = false;
   #earlySdpFrom: CalleeLeg | undefined;
   #ringingExtensions: string[] = [];
+  readonly #endListeners: Array<() => void> = [];
 
   constructor(ctx: SessionContext, call: Call, a: InboundSipLeg, request: RouteRequest, log: Logger) {
     this.#ctx = ctx;
@@ -116,6 +128,17 @@ export class CallSession {
   /** Routes and rings until the call is answered or has failed; never throws. */
   async run(): Promise<void> {
     try {
+      // A malformed offer is refused before anything rings, whatever the route.
+      const offer = this.a.incoming.request.content;
+      if (offer !== '') {
+        try {
+          describeAudio(offer);
+        } catch (err) {
+          if (!(err instanceof SdpNegotiationError)) throw err;
+          await this.#refuseSdp(err);
+          return;
+        }
+      }
       await this.#route();
     } catch (err) {
       this.log.error({ err }, 'call failed unexpectedly');
@@ -130,9 +153,13 @@ export class CallSession {
     this.log.info({ event: 'call.cancelled' }, 'caller cancelled before answer');
     const reason = typeof cancel.headers['reason'] === 'string' ? cancel.headers['reason'] : undefined;
     this.call.legEnded(this.#aInfo.id, 487, 'cancel');
-    this.#ringing?.settle('cancelled');
-    for (const leg of this.#ringing?.legs ?? []) void leg.sip.cancel(reason);
-    if (this.#ringing === undefined) void this.#finish('cancelled', 'Caller cancelled', 487);
+    const ringing = this.#ringing;
+    if (ringing === undefined) {
+      void this.#finish('cancelled', 'Caller cancelled', 487);
+      return;
+    }
+    ringing.settle('cancelled');
+    for (const leg of ringing.legs) if (!leg.done) this.#cancelLeg(leg, 'cancel', reason);
   }
 
   /** A request inside one of this call's dialogs. */
@@ -184,6 +211,41 @@ export class CallSession {
     }
   }
 
+  // --- for target handlers (voicemail, feature codes): the application mode ---------
+
+  /** The caller's SDP offer ('' when its INVITE had none). */
+  get callerOffer(): string {
+    return this.a.incoming.request.content;
+  }
+
+  /**
+   * Answers the caller with the application's own SDP (voicemail, a feature code's
+   * confirmation tone): the call is answered in application mode. Resolves with the
+   * caller's ACK, or undefined when none came (the call is then hung up).
+   */
+  async answerLocally(sdp: string, by: string): Promise<SipRequest | undefined> {
+    if (this.#cancelled || this.call.state === 'ended' || this.call.state === 'answered') return undefined;
+    this.call.setMode('application');
+    this.#ctx.registerDialog(this.a.dialog.id, this, 'a');
+    this.call.legAnswered(this.#aInfo.id);
+    this.call.answeredBy = by;
+    const ack = this.a.answer(sdp);
+    this.call.transition('answered', `answered by ${by}`);
+    const received = await ack;
+    if (received === undefined) await this.hangup('system', 'No ACK from caller');
+    return received;
+  }
+
+  /** A final response to the caller from a target handler (e.g. 200-less feature code: 403). */
+  async reject(status: number, phrase: string, reasonText: string, disposition: CallDisposition): Promise<void> {
+    await this.#fail(status, phrase, reasonText, disposition);
+  }
+
+  /** Called once when the call ends, whoever ends it (the caller's BYE, a hang-up, shutdown). */
+  onEnd(listener: () => void): void {
+    this.#endListeners.push(listener);
+  }
+
   /** Ends an answered call: BYE to every leg still up except the one that ended it. */
   async hangup(by: 'caller' | 'callee' | 'system', reason: string): Promise<void> {
     if (this.call.state === 'ended') return;
@@ -204,8 +266,9 @@ export class CallSession {
   async shutdown(): Promise<void> {
     if (this.call.state === 'answered') return this.hangup('system', 'Service shutting down');
     if (this.call.state !== 'ended') {
-      this.#ringing?.settle('cancelled');
-      for (const leg of this.#ringing?.legs ?? []) void leg.sip.cancel();
+      const ringing = this.#ringing;
+      ringing?.settle('cancelled');
+      for (const leg of ringing?.legs ?? []) if (!leg.done) this.#cancelLeg(leg, 'system');
       await this.#fail(503, 'Service Unavailable', 'Service shutting down', 'failed');
     }
   }
@@ -215,6 +278,9 @@ export class CallSession {
   async #route(): Promise<void> {
     const { dialPlan, routingState } = this.#ctx;
     let decision: RouteDecision | undefined = dialPlan.route(this.request, routingState);
+    // The outcome the caller hears when the plan runs out: the last target that was
+    // really tried (a voicemail nobody carries out does not turn a 408 into a 480).
+    let tried: FailureOutcome | undefined;
     for (let attempt = 0; decision !== undefined; attempt++) {
       this.call.emergency ||= decision.emergency;
       this.log.info({ event: 'call.routed', target: decision.target.kind, why: decision.why }, `routed: ${decision.why}`);
@@ -226,18 +292,24 @@ export class CallSession {
       } else if (target.kind === 'ring') {
         outcome = await this.#ring(target.extensions, target.ringTimeoutSec);
       } else {
-        // voicemail, features, trunks: carried out by their own modules once they exist.
-        this.log.warn({ target: target.kind }, 'route target not available in this build; treated as unavailable');
-        outcome = 'unavailable';
+        // voicemail, feature codes, trunks: carried out by the module that registered for them.
+        const handler = this.#ctx.targetHandler(target.kind);
+        if (handler === undefined) {
+          this.log.warn({ target: target.kind }, 'nothing carries out this route target in this build; treated as unavailable');
+          outcome = tried ?? 'unavailable';
+        } else {
+          outcome = await handler(this, decision);
+        }
       }
       if (outcome === 'answered' || outcome === 'done') return;
       if (outcome === 'cancelled' || this.#cancelled) {
         await this.#finish('cancelled', 'Caller cancelled', 487);
         return;
       }
+      if (target.kind === 'ring' || this.#ctx.targetHandler(target.kind) !== undefined) tried = outcome;
       const next = dialPlan.next(this.request, decision, outcome, attempt, routingState);
       if (next === undefined) {
-        const f = FAILURE_RESPONSE[outcome];
+        const f = FAILURE_RESPONSE[tried ?? outcome];
         await this.#fail(f.status, f.phrase, f.text, f.disposition);
         return;
       }
@@ -265,10 +337,14 @@ export class CallSession {
       return { media: this.#media, offer };
     } catch (err) {
       if (!(err instanceof SdpNegotiationError)) throw err;
-      this.log.info({ event: 'call.bad_sdp', code: err.code, detail: err.message }, 'caller SDP refused');
-      await this.#fail(488, 'Not Acceptable Here', err.message, 'failed', { Warning: `${err.warning} ${this.#ctx.domain} "${err.message.replace(/"/g, "'")}"` });
+      await this.#refuseSdp(err);
       return undefined;
     }
+  }
+
+  async #refuseSdp(err: SdpNegotiationError): Promise<void> {
+    this.log.info({ event: 'call.bad_sdp', code: err.code, detail: err.message }, 'caller SDP refused');
+    await this.#fail(488, 'Not Acceptable Here', err.message, 'failed', { Warning: `${err.warning} ${this.#ctx.domain} "${err.message.replace(/"/g, "'")}"` });
   }
 
   #ring(extensions: readonly string[], ringTimeoutSec: number): Promise<RingOutcome> {
@@ -290,7 +366,7 @@ export class CallSession {
         if (settled) return;
         this.log.info({ event: 'call.ring_timeout', seconds: ringTimeoutSec }, 'nobody answered in time');
         settle('no-answer');
-        for (const leg of legs) if (!leg.done) void leg.sip.cancel(reasonHeader(480, 'No answer'));
+        for (const leg of legs) if (!leg.done) this.#cancelLeg(leg, 'system', reasonHeader(480, 'No answer'));
       }, ringTimeoutSec * 1000);
       const settle = (outcome: RingOutcome): void => {
         if (settled) return;
@@ -351,7 +427,7 @@ export class CallSession {
                 return;
               }
               settle('answered');
-              for (const other of legs) if (other !== leg && !other.done) void other.sip.cancel(COMPLETED_ELSEWHERE);
+              for (const other of legs) if (other !== leg && !other.done) this.#cancelLeg(other, 'cancel', COMPLETED_ELSEWHERE);
               void this.#answered(leg, res, media);
             },
             (err: unknown) => {
@@ -365,6 +441,12 @@ export class CallSession {
       }
       if (legs.length === 0) settle('unavailable');
     });
+  }
+
+  /** CANCELs a ringing callee leg; it ends with the 487 that CANCEL brings. */
+  #cancelLeg(leg: CalleeLeg, by: 'cancel' | 'system', reason?: string): void {
+    this.call.legEnded(leg.info.id, 487, by);
+    void leg.sip.cancel(reason);
   }
 
   #provisional(leg: CalleeLeg, res: SipResponse, media: MediaPath, settled: boolean): void {
@@ -533,6 +615,13 @@ export class CallSession {
     const bDialog = this.b?.sip.dialog;
     if (bDialog !== undefined) this.#ctx.unregisterDialog(bDialog.id);
     this.#ctx.ended(this);
+    for (const listener of this.#endListeners.splice(0)) {
+      try {
+        listener();
+      } catch (err) {
+        this.log.error({ err }, 'call end listener failed');
+      }
+    }
     await this.#media?.stop().catch((err: unknown) => this.log.warn({ err }, 'media did not stop cleanly'));
   }
 }

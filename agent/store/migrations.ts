@@ -159,6 +159,74 @@ const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> 
       );
     `,
   },
+  {
+    // agent/sync/peers.ts: every site's directory as last received (retained, versioned),
+    // with its presence, so calls to peers route while the WAN is down and after a
+    // restart. agent/sync/files/: files forwarded to peers (sender state: resume from
+    // the last acknowledged chunk), files received from them (indexed once, by id), and
+    // remote state changes (heard, deleted) to send back until acknowledged.
+    version: 7,
+    name: 'peers directory and file transfers',
+    sql: `
+      CREATE TABLE peer_directory (
+        site           TEXT PRIMARY KEY,
+        version        INTEGER NOT NULL,
+        payload        TEXT NOT NULL,
+        received_at    INTEGER NOT NULL,
+        presence       TEXT NOT NULL DEFAULT 'unknown',
+        presence_since INTEGER
+      );
+      CREATE TABLE file_transfers_out (
+        id         TEXT PRIMARY KEY,
+        to_site    TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        meta       TEXT NOT NULL,
+        file       TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        sha256     TEXT NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        chunks     TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        acked      INTEGER NOT NULL DEFAULT 0,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        error      TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE INDEX file_transfers_out_state ON file_transfers_out (state, to_site, created_at);
+      CREATE TABLE file_transfers_in (
+        id         TEXT PRIMARY KEY,
+        from_site  TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        meta       TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        sha256     TEXT NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        chunks     TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        error      TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE file_state_out (
+        change   TEXT PRIMARY KEY,
+        transfer TEXT NOT NULL,
+        to_site  TEXT NOT NULL,
+        state    TEXT NOT NULL,
+        at       INTEGER NOT NULL
+      );
+      CREATE TABLE file_state_in (
+        change     TEXT PRIMARY KEY,
+        transfer   TEXT NOT NULL,
+        from_site  TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        applied_at INTEGER NOT NULL
+      );
+      CREATE INDEX file_state_in_transfer ON file_state_in (transfer, at);
+    `,
+  },
 ];
 
 export const latestSchemaVersion = migrations[migrations.length - 1]?.version ?? 0;
