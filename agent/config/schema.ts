@@ -181,6 +181,42 @@ export const configSchema = {
         },
       },
     },
+    // agent/sync/peers.ts and agent/sync/files/ (docs/sync.md#peers): what this site
+    // tells its peers about itself, and file transfer between sites.
+    peers: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        sip_address: { ...listen, description: 'host:port peers send inter-site calls to; default: sip.udp (a wildcard host becomes the first external IPv4 address)' },
+        transport: { enum: ['udp', 'tcp'], default: 'udp', description: 'transport peers use for inter-site calls' },
+        dids: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['number'],
+            properties: {
+              number: { type: 'string', pattern: '^\\+?[0-9]{2,20}$', description: 'a PSTN number this site is home for' },
+              extension: { type: 'string', pattern: '^[0-9]{2,15}$', description: 'the extension it rings; its DID for the PSTN fallback' },
+            },
+          },
+          description: 'PSTN numbers (DIDs) this site is home for, published in the peers directory',
+        },
+        files: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            chunk_size: { type: 'integer', minimum: 1024, maximum: 1048576, default: 65536, description: 'bytes per chunk of a file sent to a peer' },
+            window: { type: 'integer', minimum: 1, maximum: 256, default: 8, description: 'chunks in flight awaiting the receiver' },
+            status_timeout: { type: 'number', minimum: 0.1, default: 5, description: 'seconds without an answer before the manifest is sent again' },
+            max_bytes: { type: 'integer', minimum: 1024, default: 268435456, description: 'largest file accepted from a peer' },
+          },
+        },
+      },
+    },
     // provisioning/ (docs/provisioning.md): zero-touch claim and phone auto-provisioning.
     provisioning: {
       type: 'object',

@@ -150,6 +150,8 @@ export interface AgentConfig {
   mqtt: MqttConfig;
   sync: SyncConfig;
   health: HealthConfig;
+  /** agent/sync/peers.ts, agent/sync/files/ (docs/sync.md). */
+  peers: PeersConfig;
   /** provisioning/: the zero-touch claim and phone auto-provisioning. */
   provisioning: ProvisioningConfig;
   /** Updates ordered by the controller (image/, firmware-hooks/). */
@@ -184,6 +186,14 @@ export interface SyncConfig {
   window: number;
   ack_timeout: number;
   max_bytes: number;
+}
+
+export interface PeersConfig {
+  /** host:port text; absent: sip.udp. */
+  sip_address?: string;
+  transport: 'udp' | 'tcp';
+  dids: Array<{ number: string; extension?: string }>;
+  files: { chunk_size: number; window: number; status_timeout: number; max_bytes: number };
 }
 
 export interface HealthConfig {

@@ -7,6 +7,8 @@
 // the request/response fields are mirrored in the standard properties (Response
 // Topic, Correlation Data) so generic MQTT 5 tools can answer a command.
 
+import type { CallRecord } from '../calls/call-record.ts';
+
 export const PROTOCOL_VERSION = 1;
 export const ROOT = 'branchline/v1';
 
@@ -55,6 +57,12 @@ export const topics = {
   controllerRequest: `${ROOT}/controller/req`,
   /** Where a requester with this client id receives its responses. */
   responses: (clientId: string) => `${ROOT}/client/${clientId}/res`,
+  /** Site → all. Retained. The numbers the site is home for and its SIP address (peers directory). */
+  directory: (site: string) => `${ROOT}/site/${site}/directory`,
+  /** Site `from` → site `to`. Not retained. File transfer manifests and chunks. */
+  fileData: (from: string, to: string) => `${ROOT}/site/${from}/files/${to}/data`,
+  /** Site `from` → site `to`. Not retained. Transfer status (acks) and remote file-state changes. */
+  fileStatus: (from: string, to: string) => `${ROOT}/site/${from}/files/${to}/status`,
 } as const;
 
 /** Subscription filters, for the controller and for tools. */
@@ -62,6 +70,10 @@ export const filters = {
   allUp: `${ROOT}/site/+/up/+`,
   allSiteStates: `${ROOT}/site/+/state`,
   allReportedConfigs: `${ROOT}/site/+/config/reported`,
+  allDirectories: `${ROOT}/site/+/directory`,
+  /** What a site subscribes to to receive files from any peer. */
+  fileDataTo: (site: string) => `${ROOT}/site/+/files/${site}/data`,
+  fileStatusTo: (site: string) => `${ROOT}/site/+/files/${site}/status`,
 } as const;
 
 export type ParsedTopic =
@@ -73,7 +85,10 @@ export type ParsedTopic =
   | { kind: 'siteCommand'; site: string }
   | { kind: 'controllerState' }
   | { kind: 'controllerRequest' }
-  | { kind: 'responses'; clientId: string };
+  | { kind: 'responses'; clientId: string }
+  | { kind: 'directory'; site: string }
+  | { kind: 'fileData'; from: string; to: string }
+  | { kind: 'fileStatus'; from: string; to: string };
 
 /** Reverses `topics`; undefined for a topic outside the protocol. */
 export function parseTopic(topic: string): ParsedTopic | undefined {
@@ -87,6 +102,11 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
     if (parts.length === 3 && c === 'cmd') return { kind: 'siteCommand', site: b };
     if (parts.length === 4 && c === 'config' && d === 'reported') return { kind: 'reportedConfig', site: b };
     if (parts.length === 4 && c === 'config' && d === 'desired') return { kind: 'desiredConfig', site: b };
+    if (parts.length === 3 && c === 'directory') return { kind: 'directory', site: b };
+    if (parts.length === 5 && c === 'files' && d !== undefined && isSiteId(d)) {
+      if (parts[4] === 'data') return { kind: 'fileData', from: b, to: d };
+      if (parts[4] === 'status') return { kind: 'fileStatus', from: b, to: d };
+    }
     return undefined;
   }
   if (a === 'controller' && parts.length === 2 && b === 'state') return { kind: 'controllerState' };
@@ -229,11 +249,112 @@ export interface TelemetryData {
  */
 export interface UpTypes {
   telemetry: { stream: 'telemetry'; data: TelemetryData };
+  /** One finished call (agent/store/call-records.ts); the message id is the call's id. */
+  'call.record': { stream: 'records'; data: CallRecord };
   'registration.added': { stream: 'events'; data: { extension: string; contact: string; expiresAt: number; source: string; userAgent?: string } };
   'registration.removed': { stream: 'events'; data: { extension: string; contact: string; reason: 'unregistered' | 'expired' | 'replaced' } };
   'security.lockout': { stream: 'events'; data: { source: string; failures: number; until: number; extension?: string } };
   'security.scanner': { stream: 'events'; data: { source: string; userAgent: string } };
 }
+
+// ---- Peers directory (agent/sync/peers.ts) -------------------------------------
+
+/** An extension a site is home for; `did` is its number on the PSTN, for the fallback. */
+export interface DirectoryExtension {
+  number: string;
+  name?: string;
+  did?: string;
+}
+
+/** A PSTN number a site is home for, and the extension it rings there. */
+export interface DirectoryDid {
+  number: string;
+  extension?: string;
+}
+
+/**
+ * Retained on `site/{site}/directory`. `version` grows with every change of the
+ * content; a receiver keeps the highest it has seen. An empty retained payload
+ * removes the site from every peer's directory.
+ */
+export interface PeerDirectory extends Header {
+  stream: 'directory';
+  site: string;
+  version: number;
+  /** Where peers send inter-site calls: `host:port`, with the SIP domain and transport. */
+  sip: { address: string; domain: string; transport: 'udp' | 'tcp' };
+  extensions: DirectoryExtension[];
+  dids: DirectoryDid[];
+}
+
+// ---- File transfer between sites (agent/sync/files/) --------------------------
+
+/** Common to every file-transfer message: which transfer, from which site to which. */
+interface FileHeader extends Header {
+  stream: 'files';
+  /** The transfer's id: the id the file is indexed by at the receiver (a voicemail message id). */
+  transfer: string;
+  from: string;
+  to: string;
+}
+
+/** Sender → receiver on `site/{from}/files/{to}/data`: what is coming. Sent again to resume. */
+export interface FileManifest extends FileHeader {
+  kind: 'manifest';
+  /** What the file is, e.g. `voicemail`; the receiver's hook decides what to do with it. */
+  type: string;
+  meta: Record<string, unknown>;
+  size: number;
+  /** Hex SHA-256 of the whole file. */
+  sha256: string;
+  chunk_size: number;
+  /** Hex SHA-256 of each chunk, in order; its length is the number of chunks. */
+  chunks: string[];
+}
+
+/** Sender → receiver on `site/{from}/files/{to}/data`: one chunk, base64. */
+export interface FileChunk extends FileHeader {
+  kind: 'chunk';
+  index: number;
+  data: string;
+}
+
+/**
+ * Receiver → sender on `site/{to}/files/{from}/status`. `have`: chunks received
+ * in order and written; the sender resumes from there. `complete`: the file was
+ * verified, stored and indexed (once). `rejected`: it never will be (error says why).
+ */
+export interface FileStatus extends FileHeader {
+  kind: 'status';
+  state: 'receiving' | 'complete' | 'rejected';
+  have: number;
+  error?: ErrorBody;
+}
+
+export type RemoteFileState = 'heard' | 'unheard' | 'deleted';
+
+/**
+ * Home site → origin site on `site/{home}/files/{origin}/status`: the file the origin
+ * forwarded changed state at home (a voicemail was heard or deleted). Sent until
+ * acknowledged; `change` identifies this change for the ack.
+ */
+export interface FileStateChange extends FileHeader {
+  kind: 'state';
+  change: string;
+  state: RemoteFileState;
+  at: number;
+}
+
+/** Origin → home on `site/{origin}/files/{home}/data`: the state change was applied. */
+export interface FileStateAck extends FileHeader {
+  kind: 'state_ack';
+  change: string;
+}
+
+/** What travels on a `files/{to}/data` topic. */
+export type FileDataMessage = FileManifest | FileChunk | FileStateAck;
+/** What travels on a `files/{to}/status` topic. */
+export type FileStatusMessage = FileStatus | FileStateChange;
 
 // ---- What requests carry -------------------------------------------------------
 
@@ -293,8 +414,64 @@ export interface SiteCommands {
     };
   };
   'telemetry.now': { args: Record<string, never>; data: { queued: boolean } };
+  /** Which site is home for a number, from the site's cached peers directory. */
+  'peers.lookup': { args: { number: string }; data: PeerHome | null };
+  /** Every site in the cached directory with its version and presence. */
+  'peers.list': { args: Record<string, never>; data: PeerSummary[] };
+  /** Files this site is forwarding and receiving. */
+  'files.list': { args: Record<string, never>; data: { outgoing: OutgoingFileSummary[]; incoming: IncomingFileSummary[] } };
 }
 export type SiteCommandName = keyof SiteCommands;
+
+export type PeerPresence = SiteStateName | 'unknown';
+
+/** The answer of `homeOf(number)`: where to send a call for it. */
+export interface PeerHome {
+  siteId: string;
+  /** `host:port` of the site's agent for inter-site SIP. */
+  sipAddress: string;
+  domain: string;
+  transport: 'udp' | 'tcp';
+  /** The site's last known presence; `reachable` = our link is up and it is `online` or `survivable`. */
+  presence: PeerPresence;
+  reachable: boolean;
+  /** The number is an extension (with its DID if the site published one) or a DID (with the extension it rings). */
+  kind: 'extension' | 'did';
+  extension?: string;
+  did?: string;
+}
+
+export interface PeerSummary {
+  site: string;
+  version: number;
+  sip_address: string;
+  extensions: number;
+  dids: number;
+  presence: PeerPresence;
+  presence_since: number | null;
+  received_at: number;
+}
+
+export interface OutgoingFileSummary {
+  transfer: string;
+  to: string;
+  type: string;
+  size: number;
+  state: 'queued' | 'sending' | 'delivered' | 'failed';
+  acked_chunks: number;
+  chunks: number;
+  error: string | null;
+}
+
+export interface IncomingFileSummary {
+  transfer: string;
+  from: string;
+  type: string;
+  size: number;
+  state: 'receiving' | 'indexed' | 'rejected';
+  have: number;
+  chunks: number;
+}
 
 // ---------------------------------------------------------------------------------
 // Parsing: payloads are checked at the edge; a bad message never reaches a handler.
@@ -409,6 +586,87 @@ export function parseRequest(payload: Buffer | string, props?: { responseTopic?:
   if (typeof o['correlation'] !== 'string') o['correlation'] = String(o['id']);
   if (!('args' in o) || o['args'] === null) o['args'] = {};
   return o as unknown as Request;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const NUMBER_RE = /^\+?[0-9*#]{1,32}$/;
+
+export function parseDirectory(payload: Buffer | string): PeerDirectory {
+  const o = decode(payload);
+  header(o, 'directory');
+  need(o, 'site', 'string', 'directory');
+  need(o, 'version', 'number', 'directory');
+  need(o, 'sip', 'object', 'directory');
+  if (!Number.isInteger(o['version']) || (o['version'] as number) < 1) throw new ProtocolError('EBADMESSAGE', 'directory: "version" must be an integer ≥ 1');
+  const sip = o['sip'] as Obj;
+  need(sip, 'address', 'string', 'directory sip');
+  need(sip, 'domain', 'string', 'directory sip');
+  if (sip['transport'] !== 'udp' && sip['transport'] !== 'tcp') throw new ProtocolError('EBADMESSAGE', 'directory sip: "transport" must be udp or tcp');
+  for (const key of ['extensions', 'dids'] as const) {
+    const list = o[key];
+    if (!Array.isArray(list)) throw new ProtocolError('EBADMESSAGE', `directory: "${key}" must be a list`);
+    for (const e of list) {
+      if (!isObj(e) || typeof e['number'] !== 'string' || !NUMBER_RE.test(e['number'])) throw new ProtocolError('EBADMESSAGE', `directory: an entry of "${key}" has no valid "number"`);
+    }
+  }
+  return o as unknown as PeerDirectory;
+}
+
+function fileHeader(o: Obj, what: string): void {
+  header(o, what);
+  need(o, 'transfer', 'string', what);
+  need(o, 'from', 'string', what);
+  need(o, 'to', 'string', what);
+  if (o['stream'] !== 'files') throw new ProtocolError('EBADMESSAGE', `${what}: "stream" must be "files"`);
+}
+
+export function parseFileData(payload: Buffer | string): FileDataMessage {
+  const o = decode(payload);
+  fileHeader(o, 'file data');
+  switch (o['kind']) {
+    case 'manifest': {
+      need(o, 'type', 'string', 'file manifest');
+      need(o, 'meta', 'object', 'file manifest');
+      need(o, 'size', 'number', 'file manifest');
+      need(o, 'chunk_size', 'number', 'file manifest');
+      const chunks = o['chunks'];
+      if (typeof o['sha256'] !== 'string' || !HEX64.test(o['sha256'])) throw new ProtocolError('EBADMESSAGE', 'file manifest: "sha256" must be 64 hex digits');
+      if (!Array.isArray(chunks) || !chunks.every((c) => typeof c === 'string' && HEX64.test(c))) throw new ProtocolError('EBADMESSAGE', 'file manifest: "chunks" must be a list of SHA-256 hex digests');
+      const size = o['size'] as number;
+      const chunkSize = o['chunk_size'] as number;
+      if (!Number.isInteger(size) || size < 0 || !Number.isInteger(chunkSize) || chunkSize < 1) throw new ProtocolError('EBADMESSAGE', 'file manifest: "size" and "chunk_size" must be whole numbers');
+      if (chunks.length !== Math.ceil(size / chunkSize)) throw new ProtocolError('EBADMESSAGE', `file manifest: ${chunks.length} chunk digests for ${size} bytes in chunks of ${chunkSize}`);
+      return o as unknown as FileManifest;
+    }
+    case 'chunk':
+      need(o, 'index', 'number', 'file chunk');
+      need(o, 'data', 'string', 'file chunk');
+      if (!Number.isInteger(o['index']) || (o['index'] as number) < 0) throw new ProtocolError('EBADMESSAGE', 'file chunk: "index" must be a whole number');
+      return o as unknown as FileChunk;
+    case 'state_ack':
+      need(o, 'change', 'string', 'file state ack');
+      return o as unknown as FileStateAck;
+    default:
+      throw new ProtocolError('EBADMESSAGE', `file data: unknown kind ${JSON.stringify(o['kind'])}`);
+  }
+}
+
+export function parseFileStatus(payload: Buffer | string): FileStatusMessage {
+  const o = decode(payload);
+  fileHeader(o, 'file status');
+  switch (o['kind']) {
+    case 'status':
+      if (!['receiving', 'complete', 'rejected'].includes(String(o['state']))) throw new ProtocolError('EBADMESSAGE', 'file status: bad "state"');
+      need(o, 'have', 'number', 'file status');
+      return o as unknown as FileStatus;
+    case 'state':
+      need(o, 'change', 'string', 'file state');
+      need(o, 'at', 'number', 'file state');
+      if (!['heard', 'unheard', 'deleted'].includes(String(o['state']))) throw new ProtocolError('EBADMESSAGE', 'file state: bad "state"');
+      return o as unknown as FileStateChange;
+    default:
+      throw new ProtocolError('EBADMESSAGE', `file status: unknown kind ${JSON.stringify(o['kind'])}`);
+  }
 }
 
 export function parseResponse(payload: Buffer | string): Response {

@@ -314,6 +314,12 @@ export class SyncService {
           void this.#commands?.handle(req);
           return;
         }
+        case 'siteState':
+        case 'directory':
+        case 'fileData':
+        case 'fileStatus':
+          // Peer traffic: the peers directory and file transfer attached their own handlers.
+          return;
         default:
           log.debug({ event: 'sync.unexpected_topic', topic }, 'message on an unexpected topic');
       }
@@ -333,6 +339,42 @@ export class SyncService {
       config_version: this.configVersion,
       outbox: await this.depth(),
     }));
+  }
+
+  /**
+   * Lets a peer feature (directory, file transfer) receive the messages of its own
+   * topics on this link; the filters are renewed on every reconnect.
+   */
+  async attach(filters: string[], handler: (topic: string, payload: Buffer) => void): Promise<() => void> {
+    const link = this.#link;
+    if (!link) throw new Error('sync service not started');
+    const off = link.onMessage((topic, payload) => handler(topic, payload));
+    await link.subscribe(filters);
+    return off;
+  }
+
+  /** Publishes on the link (QoS 1); rejects with ENOTCONNECTED while it is down. */
+  publish(topic: string, payload: Buffer, opts: { retain?: boolean } = {}): Promise<void> {
+    const link = this.#link;
+    if (!link) return Promise.reject(new Error('sync service not started'));
+    return link.publish(topic, payload, opts);
+  }
+
+  /** Called with true when the MQTT link comes up and false when it goes down. */
+  onLinkChange(listener: (up: boolean) => void): () => void {
+    const link = this.#link;
+    if (!link) throw new Error('sync service not started');
+    const offUp = link.onUp(() => listener(true));
+    const offDown = link.onDown(() => listener(false));
+    return () => {
+      offUp();
+      offDown();
+    };
+  }
+
+  /** Stamps headers for this site's run (peer messages that are not outbox messages). */
+  get headers(): HeaderFactory {
+    return this.#headers;
   }
 
   /** Lets other subsystems answer commands (health: `telemetry.now`). */
