@@ -160,6 +160,29 @@ const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> 
     `,
   },
   {
+    // agent/trunks/usage-store.ts: channel usage per hour and tenant for capacity
+    // planning; tenant '*' is the whole box. Rows are added to, never rewritten.
+    version: 5,
+    name: 'trunk channel usage per hour',
+    sql: `
+      CREATE TABLE trunk_usage_hourly (
+        hour_start        INTEGER NOT NULL,
+        tenant            TEXT NOT NULL,
+        attempts_in       INTEGER NOT NULL DEFAULT 0,
+        attempts_out      INTEGER NOT NULL DEFAULT 0,
+        emergency         INTEGER NOT NULL DEFAULT 0,
+        blocked_in        INTEGER NOT NULL DEFAULT 0,
+        blocked_out       INTEGER NOT NULL DEFAULT 0,
+        queued            INTEGER NOT NULL DEFAULT 0,
+        queue_wait_ms     INTEGER NOT NULL DEFAULT 0,
+        queue_wait_max_ms INTEGER NOT NULL DEFAULT 0,
+        peak_channels     INTEGER NOT NULL DEFAULT 0,
+        preempted         INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (hour_start, tenant)
+      );
+    `,
+  },
+  {
     // agent/sync/peers.ts: every site's directory as last received (retained, versioned),
     // with its presence, so calls to peers route while the WAN is down and after a
     // restart. agent/sync/files/: files forwarded to peers (sender state: resume from
@@ -229,14 +252,17 @@ const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> 
   },
 ];
 
-export const latestSchemaVersion = migrations[migrations.length - 1]?.version ?? 0;
+export const latestSchemaVersion = Math.max(0, ...migrations.map((m) => m.version));
 
 export async function migrate(db: Database): Promise<{ from: number; to: number }> {
   await db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
   const row = await db.get<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations');
   const from = row?.v ?? 0;
-  for (const m of migrations) {
-    if (m.version <= from) continue;
+  // Versions are reserved by subsystem and may land out of order (5 before 4): apply
+  // every one not yet recorded, in version order, not only those above the highest.
+  const applied = new Set((await db.all<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => r.version));
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (applied.has(m.version)) continue;
     await db.exec(`BEGIN IMMEDIATE; ${m.sql}; INSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, '${m.name.replace(/'/g, "''")}', ${Date.now()}); COMMIT;`).catch(async (err: unknown) => {
       await db.exec('ROLLBACK').catch(() => undefined);
       throw err;
