@@ -40,6 +40,8 @@ export interface TestSiteOptions {
   /** Merged into the config's `peers` section. */
   peers?: Record<string, unknown>;
   sip?: Record<string, unknown>;
+  /** Sees every log line as it is written (a child process echoes them). */
+  onLog?: (line: Record<string, unknown>) => void;
 }
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000, everyMs = 20): Promise<T> {
@@ -72,7 +74,12 @@ export async function startTestSite(o: TestSiteOptions): Promise<TestSite> {
   const lines: Array<Record<string, unknown>> = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      for (const l of chunk.toString('utf8').split('\n')) {
+        if (!l.trim()) continue;
+        const line = JSON.parse(l) as Record<string, unknown>;
+        lines.push(line);
+        o.onLog?.(line);
+      }
       cb();
     },
   });
