@@ -82,6 +82,8 @@ export class AtChannel {
   #buffer = '';
   #data: DataHandler | undefined;
   #closed: Error | undefined;
+  /** A line ended with CR at the end of a read: an LF starting the next read belongs to it. */
+  #skipLf = false;
 
   constructor(card: string, write: (bytes: Buffer) => void, onUnsolicited: (line: string) => void) {
     this.#card = card;
@@ -128,17 +130,27 @@ export class AtChannel {
   /** Bytes from the device. */
   feed(bytes: Buffer): void {
     let rest: Buffer | undefined = bytes;
+    if (this.#skipLf) {
+      this.#skipLf = false;
+      if (rest[0] === 0x0a) rest = rest.subarray(1);
+    }
     if (this.#data) {
-      const used = this.#data(bytes);
+      const used = this.#data(rest);
       if (used === undefined) return;
       this.#data = undefined;
-      rest = bytes.subarray(used);
+      rest = rest.subarray(used);
     }
     this.#buffer += rest.toString('latin1');
     let end: number;
     while ((end = this.#buffer.search(/[\r\n]/)) !== -1) {
       const line = this.#buffer.slice(0, end).trim();
-      this.#buffer = this.#buffer.slice(end + 1);
+      // CR LF is one line end: the LF must not reach a data state that starts after this line.
+      let next = end + 1;
+      if (this.#buffer[end] === '\r') {
+        if (this.#buffer[next] === '\n') next++;
+        else if (next === this.#buffer.length) this.#skipLf = true;
+      }
+      this.#buffer = this.#buffer.slice(next);
       if (line.length > 0) this.#line(line);
       // A CONNECT can switch to data mid-chunk: hand the rest of the chunk over.
       if (this.#data) {
