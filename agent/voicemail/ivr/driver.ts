@@ -42,6 +42,8 @@ export interface RetrievalResult {
   mailbox?: string;
   /** How the session ended: the IVR said goodbye, or the caller hung up. */
   endedBy: 'ivr' | 'hangup';
+  /** A right PIN was entered. */
+  loggedIn: boolean;
 }
 
 const GREETING_MAX_MS = 60_000;
@@ -64,6 +66,7 @@ export async function retrieve(deps: RetrievalDeps, session: RtpSession, req: Re
   let recording = false;
   let timer: NodeJS.Timeout | undefined;
   const takes = new Set<string>();
+  let loggedIn = false;
 
   const push = (event: IvrEvent): void => {
     queue.push(event);
@@ -130,6 +133,7 @@ export async function retrieve(deps: RetrievalDeps, session: RtpSession, req: Re
         // An unknown mailbox answers like a wrong PIN: the IVR does not tell which mailboxes exist.
         const verdict = cfg === undefined ? 'wrong' : await deps.pins.verify(action.mailbox, cfg.pin, action.pin);
         log.info({ event: 'voicemail.login', mailbox: action.mailbox, verdict }, `voicemail login ${verdict}`);
+        loggedIn ||= verdict === 'ok';
         push({ type: 'pin', verdict });
         return;
       }
@@ -221,7 +225,7 @@ export async function retrieve(deps: RetrievalDeps, session: RtpSession, req: Re
     session.off('stopped', onStopped);
     for (const take of takes) await unlink(take).catch(() => undefined);
   }
-  const result: RetrievalResult = { endedBy: ended };
+  const result: RetrievalResult = { endedBy: ended, loggedIn };
   if (machine.mailbox !== undefined) result.mailbox = machine.mailbox;
   return result;
 }

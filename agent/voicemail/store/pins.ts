@@ -50,7 +50,10 @@ export class PinStore {
     return this.#db.get<MailboxRow>('SELECT pin_hash, config_pin_hash, pin_failures, locked_until FROM voicemail_mailboxes WHERE mailbox = ?', [mailbox]);
   }
 
-  /** Checks `pin` for a mailbox whose config PIN is `configPin`; counts a failure or clears the count. */
+  /**
+   * Checks `pin` for a mailbox whose config PIN is `configPin`; counts a failure or
+   * clears the count. 'locked' when the mailbox is locked, including by this failure.
+   */
   async verify(mailbox: string, configPin: string, pin: string, now = Date.now()): Promise<PinVerdict> {
     const row = await this.#row(mailbox);
     if (row !== undefined && row.locked_until > now) return 'locked';
@@ -64,9 +67,9 @@ export class PinStore {
     const failures = (row?.pin_failures ?? 0) + 1;
     if (failures >= this.#lockout.failures) {
       await this.#upsert(mailbox, { pin_failures: 0, locked_until: now + this.#lockout.durationMs }, now);
-    } else {
-      await this.#upsert(mailbox, { pin_failures: failures, locked_until: 0 }, now);
+      return 'locked';
     }
+    await this.#upsert(mailbox, { pin_failures: failures, locked_until: 0 }, now);
     return 'wrong';
   }
 
