@@ -1,18 +1,22 @@
 // Two real desk phones (baresip 1.0) call each other through the agent: the callee
 // rings, answers, and each phone hears the other's tone (440 Hz one way, 1 kHz the
-// other), recorded by baresip's sndfile module and measured with sox. Once with
-// anchored media (the agent relays RTP, the default) and once with direct media
+// other), recorded by baresip's sndfile module and measured with sox. First as a
+// newcomer does it — config/sample.yaml (SIP and RTP on 0.0.0.0, anchored media: the
+// agent relays RTP and advertises the address SIP uses) — then with direct media
 // (the phones' SDP passed through). Hang-up from either side ends both dialogs and
-// leaves a call record in the agent's SQLite store and a trail of call.* events in
-// its log.
+// leaves a call record in the agent's SQLite store and the call.state trail in its
+// log.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
+import YAML from 'yaml';
 import { after, before, describe, test } from 'node:test';
-import { startAgent, type AgentHandle } from '../helpers/agent.ts';
+import { REPO_ROOT, startAgent, type AgentHandle } from '../helpers/agent.ts';
+import { freeUdpTcpPort } from '../helpers/ports.ts';
 import { startBaresip, type BaresipHandle } from '../helpers/baresip.ts';
 import { SIPP_AGENT_CONFIG } from '../helpers/sipp.ts';
 
@@ -20,6 +24,15 @@ const EXTENSIONS = [
   { number: '1001', name: 'Alice', password: 'alice-1001-secret' },
   { number: '1002', name: 'Bob', password: 'bob-1002-secret' },
 ];
+
+/** config/sample.yaml as the agent's config, on a free port instead of 5060 and a temp state folder. */
+async function sampleConfig(): Promise<{ extensions: typeof EXTENSIONS; domain: string; extraConfig: Record<string, unknown> }> {
+  const sample = YAML.parse(readFileSync(`${REPO_ROOT}/config/sample.yaml`, 'utf8')) as Record<string, unknown> & { extensions: typeof EXTENSIONS; sip: Record<string, unknown> };
+  assert.deepEqual(sample.extensions, EXTENSIONS, 'the sample config has the two phones this test registers');
+  const port = await freeUdpTcpPort();
+  const { extensions, state_dir: _stateDir, site: _site, ...rest } = sample;
+  return { extensions, domain: String(sample.sip['domain']), extraConfig: { ...rest, sip: { ...sample.sip, udp: `0.0.0.0:${port}`, tcp: `0.0.0.0:${port}` } } };
+}
 
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -64,7 +77,8 @@ function callRows(stateDir: string): CallRow[] {
 }
 
 for (const policy of ['anchored', 'direct'] as const) {
-  describe(`two baresip phones call each other (${policy} media)`, () => {
+  const setup = policy === 'anchored' ? 'the sample config, anchored media' : 'direct media';
+  describe(`two baresip phones call each other (${setup})`, () => {
     let agent: AgentHandle;
     let work: string;
     const phones: BaresipHandle[] = [];
@@ -75,10 +89,13 @@ for (const policy of ['anchored', 'direct'] as const) {
       work = await mkdtemp(path.join(os.tmpdir(), 'branchline-calls-'));
       await run('sox', ['-n', '-r', '8000', '-c', '1', '-b', '16', path.join(work, 'alice-440.wav'), 'synth', '20', 'sine', '440']);
       await run('sox', ['-n', '-r', '8000', '-c', '1', '-b', '16', path.join(work, 'bob-1000.wav'), 'synth', '20', 'sine', '1000']);
-      agent = await startAgent({
-        extensions: EXTENSIONS,
-        extraConfig: { ...SIPP_AGENT_CONFIG, media: { policy, bind_address: '127.0.0.1' } },
-      });
+      if (policy === 'anchored') {
+        const sample = await sampleConfig();
+        const port = Number(String((sample.extraConfig['sip'] as Record<string, string>)['udp']).split(':')[1]);
+        agent = await startAgent({ ...sample, udpPort: port, tcpPort: port });
+      } else {
+        agent = await startAgent({ extensions: EXTENSIONS, extraConfig: { ...SIPP_AGENT_CONFIG, media: { policy, bind_address: '127.0.0.1' } } });
+      }
     });
 
     after(async () => {
@@ -126,6 +143,12 @@ for (const policy of ['anchored', 'direct'] as const) {
       assert.ok(heardByBob.rms > 0.1 && heardByAlice.rms > 0.1, `both recordings carry a loud tone: ${heardByBob.rms}, ${heardByAlice.rms}`);
       assert.ok(heardByBob.seconds > 2 && heardByAlice.seconds > 2, 'about three seconds recorded each way');
 
+      if (policy === 'anchored') {
+        // Bound to 0.0.0.0, the agent must put a real address into SDP, not the wildcard.
+        const ready = agent.logs().find((l) => l['event'] === 'calls.ready');
+        assert.match(String(ready?.['advertise']), /^[0-9.]+$/);
+        assert.notEqual(ready?.['advertise'], '0.0.0.0');
+      }
       const ended = await agent.waitForLog((l) => l['event'] === 'call.ended', 5000);
       assert.equal(ended['disposition'], 'answered');
       const states = agent.logs().filter((l) => l['event'] === 'call.started' || l['event'] === 'call.answered').map((l) => l['event']);
