@@ -19,6 +19,7 @@ import { GroupCommitter } from '../../agent/store/group-commit.ts';
 import { migrate } from '../../agent/store/migrations.ts';
 import { goertzelCoefficient, goertzelPower, toneEnergy } from '../../agent/media/goertzel.ts';
 import { buildPrompts, resample, trimSilence } from '../../agent/voicemail/prompts/build.ts';
+import type { ReconcileReport } from '../../agent/voicemail/store/reconcile.ts';
 import { Voicemail, type VoicemailDeps } from '../../agent/voicemail/voicemail.ts';
 
 const run = promisify(execFile);
@@ -43,6 +44,8 @@ export async function speech(text: string): Promise<Int16Array> {
 
 export interface VoicemailHarness {
   vm: Voicemail;
+  /** What the startup scan repaired. */
+  report: ReconcileReport;
   stateDir: string;
   db: Database;
   bus: EventBus;
@@ -80,12 +83,13 @@ export async function startVoicemail(
     digitTimeoutMs: 2000,
     ...opts.extra,
   });
-  await vm.start();
+  const report = await vm.start();
   const engine = new MediaEngine({ bindAddress: '127.0.0.1' }, logger);
   engine.start();
   let closed = false;
   const harness: VoicemailHarness = {
     vm,
+    report,
     stateDir,
     db,
     bus,
