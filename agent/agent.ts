@@ -19,6 +19,7 @@ import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
 import { migrate } from './store/migrations.ts';
 import { SiteSync } from './sync/site-sync.ts';
+import { Voicemail } from './voicemail/voicemail.ts';
 import { UpdateJobs } from '../image/update-job.ts';
 import { PhoneProvisioning } from '../provisioning/phones/server.ts';
 import { provisioningDir } from '../provisioning/provisioned.ts';
@@ -26,7 +27,7 @@ import { provisioningDir } from '../provisioning/provisioned.ts';
 export const storeFileName = 'branchline.sqlite';
 export const pidFileName = 'agent.pid';
 
-const allowedMethods = 'REGISTER, OPTIONS, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, REFER, NOTIFY';
+const allowedMethods = 'REGISTER, OPTIONS, INVITE, ACK, BYE, CANCEL, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE';
 /** Requests the call core takes (new calls and everything inside their dialogs). */
 const callMethods = new Set(['INVITE', 'ACK', 'BYE', 'UPDATE', 'INFO', 'PRACK', 'REFER', 'NOTIFY', 'MESSAGE']);
 
@@ -53,6 +54,7 @@ export class Agent {
   #updates: UpdateJobs | undefined;
   #media: MediaEngine | undefined;
   #calls: CallCore | undefined;
+  #voicemail: Voicemail | undefined;
 
   constructor(config: AgentConfig, logger: Logger) {
     this.config = config;
@@ -66,6 +68,11 @@ export class Agent {
 
   get stack(): SipStack | undefined {
     return this.#stack;
+  }
+
+  /** Mailboxes: the call core hands calls to deposit()/retrieve(). */
+  get voicemail(): Voicemail | undefined {
+    return this.#voicemail;
   }
 
   get calls(): CallCore | undefined {
@@ -152,8 +159,29 @@ export class Agent {
     });
     this.#stack.setRequestFilter((req, source) => guard.filter(req, source));
     this.#stack.onRequest((req) => this.#route(req));
+    // Voicemail (startup scan of the message store, prompts, MWI) before SIP listens,
+    // so a SUBSCRIBE finds it; a failure is logged and everything else runs without it.
+    const voicemail = new Voicemail({
+      settings: config.voicemail,
+      extensions: config.extensions,
+      stateDir: config.state_dir,
+      domain: config.sip.domain,
+      logger: logger.child({ subsystem: 'voicemail' }),
+      bus: this.bus,
+      db,
+      committer: this.#committer,
+      sip: { stack: this.#stack, bindings: (extension) => registrar.table.of(extension) },
+    });
+    try {
+      await voicemail.start();
+      this.#voicemail = voicemail;
+    } catch (err) {
+      logger.error({ event: 'voicemail.failed', err }, `voicemail failed to start: ${(err as Error).message}`);
+    }
     this.#stack.onCancel((invite, cancel) => this.#calls?.handleCancel(invite, cancel));
     await this.#stack.start();
+    // Every phone of every mailbox learns the lamp state (also after a restart).
+    void this.#voicemail?.announce().catch((err: unknown) => logger.error({ event: 'voicemail.announce_failed', err }, 'MWI announce failed'));
     // Phone provisioning and controller-ordered updates are optional like sync: a
     // failure is logged and the phones keep registering.
     await this.#phones.start().catch((err: unknown) => logger.error({ event: 'phones.failed', err }, `phone provisioning failed to start: ${(err as Error).message}`));
@@ -262,6 +290,17 @@ export class Agent {
       });
       return;
     }
+    if (method === 'SUBSCRIBE') {
+      if (this.#voicemail === undefined) {
+        incoming.respond(489, 'Bad Event', { toTag: 'na', headers: { 'Allow-Events': 'message-summary' } });
+        return;
+      }
+      this.#voicemail.handleSubscribe(incoming).catch((err: unknown) => {
+        this.logger.error({ err, callId: incoming.request.headers['call-id'] }, 'MWI failed on a SUBSCRIBE');
+        incoming.respond(500, 'Server Internal Error', { toTag: 'err' });
+      });
+      return;
+    }
     if (callMethods.has(method)) {
       if (this.#calls !== undefined) this.#calls.handle(incoming);
       else if (method !== 'ACK') incoming.respond(503, 'Service Unavailable', { headers: { 'Retry-After': '1' } });
@@ -273,6 +312,7 @@ export class Agent {
   async stop(): Promise<void> {
     // Calls end first (BYE to both sides, records written) while SIP still runs.
     await this.#calls?.stop().catch((err: unknown) => this.logger.error({ err }, 'call core failed to stop cleanly'));
+    this.#voicemail?.stop();
     await this.#stack?.stop();
     await this.#media?.stop();
     await this.#phones?.stop();
