@@ -225,6 +225,11 @@ export class CallSession {
    */
   async answerLocally(sdp: string, by: string): Promise<SipRequest | undefined> {
     if (this.#cancelled || this.call.state === 'ended' || this.call.state === 'answered') return undefined;
+    // The application terminates the caller's media itself: a path made for ringing goes.
+    const ringingMedia = this.#media;
+    this.#media = undefined;
+    await ringingMedia?.stop().catch((err: unknown) => this.log.warn({ err }, 'media did not stop cleanly'));
+    if (this.#cancelled || this.call.state !== 'routing') return undefined;
     this.call.setMode('application');
     this.#ctx.registerDialog(this.a.dialog.id, this, 'a');
     this.call.legAnswered(this.#aInfo.id);
