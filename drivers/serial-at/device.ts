@@ -2,7 +2,13 @@
 // notice when the device goes away underneath us (USB unplugged, pty closed) as
 // opposed to us closing it.
 
+import { stat } from 'node:fs';
 import { SerialPort } from 'serialport';
+
+// A pty whose other end went away does not always wake a pending read (no EIO until
+// someone polls for it), and a USB adapter's node vanishes from /dev when unplugged:
+// watching the path catches both within this long.
+const PRESENCE_CHECK_MS = 250;
 
 export interface DeviceHandlers {
   data(bytes: Buffer): void;
@@ -14,6 +20,7 @@ export class SerialDevice {
   readonly #port: SerialPort;
   #closing = false;
   #lost = false;
+  #presence: NodeJS.Timeout | undefined;
 
   private constructor(path: string, port: SerialPort) {
     this.path = path;
@@ -39,6 +46,15 @@ export class SerialDevice {
         port.on('close', (closeErr?: Error) => lost(closeErr ? `device closed: ${closeErr.message}` : 'device closed'));
         port.on('end', () => lost('device reached end of file'));
         port.on('error', (e: Error) => lost(`device error: ${e.message}`));
+        device.#presence = setInterval(() => {
+          stat(path, (statErr) => {
+            if (statErr?.code === 'ENOENT') {
+              lost('device node disappeared');
+              void device.close();
+            }
+          });
+        }, PRESENCE_CHECK_MS);
+        device.#presence.unref();
         resolve(device);
       });
     });
@@ -59,6 +75,7 @@ export class SerialDevice {
 
   close(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#presence);
     return new Promise((resolve) => {
       if (!this.#port.isOpen) return resolve();
       this.#port.close(() => resolve());
