@@ -64,12 +64,6 @@ describe('SIPp call scenarios through Kamailio as a stateful proxy', () => {
     assertClean(r);
   });
 
-  test('486 from the callee reaches the caller', async () => {
-    const r = await call('2004', { callerScenario: 'uac-busy', callees: [{ scenario: 'uas-busy', port: await phone('2004') }] });
-    assertClean(r);
-    assert.deepEqual(logValues(r.caller, 'final'), ['486']);
-  });
-
   test('hold, inactive and resume from the caller with re-INVITEs', async () => {
     const r = await call('2005', { callerScenario: 'uac-hold', callees: [{ scenario: 'uas-hold', port: await phone('2005') }] });
     assertClean(r);
