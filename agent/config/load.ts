@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { CORE_SCHEMA, load as parseYaml, YAMLException } from 'js-yaml';
 import { dialPlanProblems } from '../calls/routing/config-checks.ts';
+import { trunkConfigProblems } from '../trunks/config-checks.ts';
 import { configSchema } from './schema.ts';
 import type { AgentConfig, ListenAddress } from './types.ts';
 
@@ -104,6 +105,7 @@ function semanticProblems(raw: Record<string, unknown>): ConfigProblem[] {
   });
   // Ring group members, forward targets, feature codes, outbound patterns.
   problems.push(...dialPlanProblems(raw as unknown as AgentConfig));
+  problems.push(...trunkConfigProblems(raw as unknown as AgentConfig));
   return problems;
 }
 

@@ -468,6 +468,97 @@ export const configSchema = {
         ],
       },
     },
+    // agent/trunks (docs/trunks.md): trunk groups over line-card channels, outbound
+    // routes, inbound DIDs and tenants sharing the channels. With no `trunks`, each
+    // line card is one trunk group; with no `routes`, every outside number may use
+    // every trunk group in order.
+    trunking: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        country_code: { type: 'string', pattern: '^[1-9][0-9]{0,2}$', description: 'for E.164 normalisation, without +' },
+        area_code: { type: 'string', pattern: '^[0-9]{1,5}$', description: 'put in front of local numbers when normalising, without the national prefix' },
+        international_prefix: { type: 'string', pattern: '^[0-9]{0,4}$', default: '00', description: 'dialled before a country code (NANP: 011)' },
+        national_prefix: { type: 'string', pattern: '^[0-9]{0,2}$', default: '0', description: 'dialled before an area code (NANP: 1)' },
+        local_digits: { type: 'integer', minimum: 0, maximum: 15, default: 7, description: 'numbers this long or shorter are local (get the area code)' },
+        max_queue_wait: { type: 'number', minimum: 0, maximum: 600, default: 20, description: 'seconds an outbound call may wait for a channel; 0: refuse at once when all are busy' },
+        retry_after: { type: 'integer', minimum: 1, maximum: 3600, default: 10, description: 'seconds, in the Retry-After of a 503 for busy channels' },
+        progress_timeout: { type: 'number', minimum: 0.1, maximum: 60, default: 3, description: 'seconds after dialling to wait for ringing or a congestion release before the call is handed on' },
+        usage_flush: { type: 'number', minimum: 1, maximum: 3600, default: 60, description: 'seconds between writes of the hourly usage statistics' },
+      },
+    },
+    trunks: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'linecard'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$', description: 'unique; routes name trunk groups by it' },
+          linecard: { type: 'string', minLength: 1, description: 'linecards[].name' },
+          spans: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'integer', minimum: 1, maximum: 64 }, description: 'spans (FXO: ports) of the card; default all' },
+          channels: { type: 'string', pattern: '^[0-9]{1,2}(-[0-9]{1,2})?(,[0-9]{1,2}(-[0-9]{1,2})?)*$', description: 'channels of each span, e.g. "1-15,17"; default all' },
+          direction: { enum: ['inbound', 'outbound', 'both'], default: 'both', description: 'which calls may use the channels' },
+          caller_id: { enum: ['pass', 'fixed', 'tenant'], default: 'pass', description: "caller ID sent out: the caller's own, caller_id_number, or the tenant's" },
+          caller_id_number: { type: 'string', pattern: '^\\+?[0-9]{2,15}$', description: 'the number sent with caller_id fixed (and for tenant, when the tenant has none)' },
+        },
+      },
+    },
+    routes: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['pattern', 'trunks'],
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          pattern: { type: 'string', minLength: 1, maxLength: 64, description: 'the outside number, dial-plan notation (X Z N [1-5] . !); first matching route wins' },
+          trunks: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', minLength: 1 }, description: 'trunk groups in failover order' },
+          strip: { type: 'integer', minimum: 0, maximum: 15, default: 0, description: 'leading digits removed' },
+          prefix: { type: 'string', pattern: '^\\+?[0-9*#]{0,15}$', default: '', description: 'digits put in front after stripping' },
+          e164: { type: 'boolean', default: false, description: 'normalise to E.164 (+…) after strip and prefix; never for emergency calls' },
+          tenants: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', minLength: 1 }, description: 'only these tenants may use the route; default all' },
+        },
+      },
+    },
+    dids: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['number'],
+        properties: {
+          number: { type: 'string', pattern: '^\\+?[0-9]{2,15}$', description: 'the dialled number as the line delivers it (or its E.164 form)' },
+          extension: { type: 'string', pattern: '^[0-9]{2,15}$' },
+          group: { type: 'string', pattern: '^[0-9]{2,15}$', description: 'ring_groups[].number' },
+          voicemail: { type: 'string', pattern: '^[0-9]{2,15}$', description: 'the mailbox (extension) that takes the message' },
+          app: { type: 'string', minLength: 1, maxLength: 64, description: 'an application, by name' },
+          tenant: { type: 'string', minLength: 1, description: "whose channels the call uses; default: the target extension's tenant" },
+        },
+      },
+    },
+    tenants: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$', description: '"default" sets the policy of callers in no other tenant' },
+          extensions: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 32 }, default: [], description: "the tenant's extensions: numbers or dial-plan patterns" },
+          max_channels: { type: 'integer', minimum: 1, description: 'concurrent channels, both directions; default no cap' },
+          calls_per_minute: { type: 'number', exclusiveMinimum: 0, description: 'sustained outbound call attempts; default no throttle' },
+          burst: { type: 'integer', minimum: 1, default: 5, description: 'attempts allowed at once above calls_per_minute' },
+          max_queued: { type: 'integer', minimum: 1, default: 100, description: 'outbound calls waiting for a channel at once' },
+          caller_id: { type: 'string', pattern: '^\\+?[0-9]{2,15}$', description: 'the number trunks with caller_id tenant send' },
+        },
+      },
+    },
     extensions: {
       type: 'array',
       items: {

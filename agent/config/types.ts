@@ -161,6 +161,14 @@ export interface AgentConfig {
   voicemail: VoicemailConfig;
   dialplan: DialPlanConfig;
   ring_groups: RingGroupConfig[];
+  /** agent/trunks (docs/trunks.md): numbering plan and channel-sharing settings. */
+  trunking: TrunkingConfig;
+  /** Empty: each line card is one trunk group named after it. */
+  trunks: TrunkConfig[];
+  /** Empty: every outside number may use every trunk group, in config order. */
+  routes: OutboundRouteConfig[];
+  dids: DidConfig[];
+  tenants: TenantConfig[];
 }
 
 export interface MqttConfig {
@@ -249,4 +257,60 @@ export interface FirmwareConfig {
   call_deadline: number;
   download_timeout: number;
   report_interval: number;
+}
+
+// ---- agent/trunks (docs/trunks.md) ----
+
+export interface TrunkingConfig {
+  country_code?: string;
+  area_code?: string;
+  international_prefix: string;
+  national_prefix: string;
+  local_digits: number;
+  /** Seconds. */
+  max_queue_wait: number;
+  retry_after: number;
+  progress_timeout: number;
+  usage_flush: number;
+}
+
+export interface TrunkConfig {
+  name: string;
+  linecard: string;
+  spans?: number[];
+  /** Channel list such as "1-15,17", applied to each span. */
+  channels?: string;
+  direction: 'inbound' | 'outbound' | 'both';
+  caller_id: 'pass' | 'fixed' | 'tenant';
+  caller_id_number?: string;
+}
+
+export interface OutboundRouteConfig {
+  name?: string;
+  pattern: string;
+  trunks: string[];
+  strip: number;
+  prefix: string;
+  e164: boolean;
+  tenants?: string[];
+}
+
+/** Exactly one of extension, group, voicemail, app (checked at load). */
+export interface DidConfig {
+  number: string;
+  extension?: string;
+  group?: string;
+  voicemail?: string;
+  app?: string;
+  tenant?: string;
+}
+
+export interface TenantConfig {
+  name: string;
+  extensions: string[];
+  max_channels?: number;
+  calls_per_minute?: number;
+  burst: number;
+  max_queued: number;
+  caller_id?: string;
 }
