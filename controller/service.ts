@@ -9,6 +9,7 @@ import {
   encode,
   filters,
   HeaderFactory,
+  parseControllerState,
   parseReportedConfig,
   parseRequest,
   parseSiteState,
@@ -127,6 +128,8 @@ export class Controller {
       this.#share(topics.controllerRequest),
       topics.responses(this.id),
       claimTopics.allRequests,
+      // Other instances' states: see #onControllerState.
+      topics.controllerState,
     ]);
     const up = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new SyncError('ETIMEOUT', `cannot reach the broker ${this.#o.broker} within ${timeoutMs} ms`)), timeoutMs);
@@ -188,6 +191,9 @@ export class Controller {
           void this.store.setReported(r.site, r.version, r).catch((err: unknown) => log.error({ err }, 'could not store a reported config'));
           return;
         }
+        case 'controllerState':
+          if (payload.length > 0) this.#onControllerState(parseControllerState(payload));
+          return;
         case 'controllerRequest':
           void this.#answer(parseRequest(payload, props));
           return;
@@ -202,6 +208,20 @@ export class Controller {
       this.#stats.rejected++;
       log.warn({ event: 'controller.bad_message', topic, err: (err as Error).message }, 'ignored a malformed message');
     }
+  }
+
+  /**
+   * Instances share the one retained `controller/state` topic. When another instance
+   * goes offline (its Last Will or a clean stop), the retained value would say the
+   * controller is offline while this one still runs: say online again, so sites keep
+   * draining to the instances that are left.
+   */
+  #onControllerState(s: ControllerState): void {
+    if (s.controller === this.id || s.state !== 'offline') return;
+    const link = this.#link;
+    if (!link?.connected) return;
+    this.#o.logger.info({ event: 'controller.peer_offline', instance: s.controller }, `controller instance ${s.controller} offline; this one (${this.id}) carries on`);
+    link.publish(topics.controllerState, encode(this.#state('online')), { retain: true }).catch(() => undefined);
   }
 
   // ---- ingest: batch, commit, then ack --------------------------------------------

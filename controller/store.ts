@@ -60,12 +60,19 @@ export class ControllerStore {
 
   static async open(stateDir: string): Promise<ControllerStore> {
     const db = await Database.open(path.join(stateDir, controllerStoreFile));
+    // Several instances (`--share`) may open the same file at once: each migration is
+    // checked and applied under the write lock, so only one of them applies it.
     await db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-    const row = await db.get<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations');
-    const from = row?.v ?? 0;
     for (const m of migrations) {
-      if (m.version <= from) continue;
-      await db.exec(`BEGIN IMMEDIATE; ${m.sql}; INSERT INTO schema_migrations (version, applied_at) VALUES (${m.version}, ${Date.now()}); COMMIT;`);
+      await db.exec('BEGIN IMMEDIATE');
+      try {
+        const done = await db.get<{ n: number }>('SELECT COUNT(*) AS n FROM schema_migrations WHERE version = ?', [m.version]);
+        if (!done?.n) await db.exec(`${m.sql}; INSERT INTO schema_migrations (version, applied_at) VALUES (${m.version}, ${Date.now()});`);
+        await db.exec('COMMIT');
+      } catch (err) {
+        await db.exec('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
     }
     return new ControllerStore(db);
   }
@@ -178,18 +185,27 @@ export class ControllerStore {
    */
   pushDesired(site: string, config: Record<string, unknown>, baseVersion?: number): Promise<{ version: number } | { conflict: number }> {
     return this.#serial(async () => {
-      const row = await this.#db.get<{ v: number }>('SELECT desired_version AS v FROM sites WHERE site = ?', [site]);
-      const current = row?.v ?? 0;
-      if (baseVersion !== undefined && baseVersion !== current) return { conflict: current };
-      const version = current + 1;
-      await this.#transaction([
-        {
-          sql: `INSERT INTO sites (site, desired_version, desired_config) VALUES (?, ?, ?)
-                ON CONFLICT(site) DO UPDATE SET desired_version = excluded.desired_version, desired_config = excluded.desired_config`,
-          params: [site, version, JSON.stringify(config)],
-        },
-      ]);
-      return { version };
+      // Read and write under one write lock: another instance sharing the file may push too.
+      await this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        const row = await this.#db.get<{ v: number }>('SELECT desired_version AS v FROM sites WHERE site = ?', [site]);
+        const current = row?.v ?? 0;
+        if (baseVersion !== undefined && baseVersion !== current) {
+          await this.#db.exec('ROLLBACK');
+          return { conflict: current };
+        }
+        const version = current + 1;
+        await this.#db.run(
+          `INSERT INTO sites (site, desired_version, desired_config) VALUES (?, ?, ?)
+           ON CONFLICT(site) DO UPDATE SET desired_version = excluded.desired_version, desired_config = excluded.desired_config`,
+          [site, version, JSON.stringify(config)],
+        );
+        await this.#db.exec('COMMIT');
+        return { version };
+      } catch (err) {
+        await this.#db.exec('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
     });
   }
 

@@ -64,6 +64,8 @@ export class SyncService {
   #shadow: ConfigShadow | undefined;
   #commands: CommandResponder | undefined;
   #controller: 'online' | 'offline' | 'unknown' = 'unknown';
+  /** Each controller instance's last word on `controller/state` since our link came up. */
+  readonly #instances = new Map<string, 'online' | 'offline'>();
   #mode: HealthMode = 'normal';
   #stateSince = Date.now();
   #unsubscribe: Array<() => void> = [];
@@ -176,6 +178,7 @@ export class SyncService {
     link.onDown((reason) => {
       this.#drainer?.pause();
       bus.emit('sync.link', { state: 'down', url: this.#url, reason });
+      this.#instances.clear();
       this.#setController('unknown');
     });
     link.onMessage((topic, payload, packet) => this.#onMessage(topic, payload, packet.properties));
@@ -278,6 +281,23 @@ export class SyncService {
     await link.publish(topics.reportedConfig(this.site), encode(shadow.reported()), { retain: true }).catch(() => undefined);
   }
 
+  /**
+   * Several controller instances (scale-out) share the topic: the controller is
+   * online while any instance we heard from is. A dying instance's Last Will says
+   * offline for it alone; the instances left publish online again.
+   */
+  #onControllerState(payload: Buffer): void {
+    if (payload.length === 0) {
+      // An empty retained payload clears the topic: no controller has spoken.
+      this.#instances.clear();
+      this.#setController('unknown');
+      return;
+    }
+    const s = parseControllerState(payload);
+    this.#instances.set(s.controller, s.state);
+    this.#setController([...this.#instances.values()].includes('online') ? 'online' : 'offline');
+  }
+
   #setController(state: 'online' | 'offline' | 'unknown'): void {
     if (state === this.#controller) return;
     this.#controller = state;
@@ -296,8 +316,7 @@ export class SyncService {
           this.#drainer?.onAck(parseAck(payload).ids);
           return;
         case 'controllerState':
-          // An empty retained payload clears the topic: no controller has spoken.
-          this.#setController(payload.length === 0 ? 'unknown' : parseControllerState(payload).state);
+          this.#onControllerState(payload);
           return;
         case 'desiredConfig': {
           if (payload.length === 0) return;

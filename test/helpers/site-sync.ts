@@ -40,6 +40,8 @@ export interface TestSiteOptions {
   /** Merged into the config's `peers` section. */
   peers?: Record<string, unknown>;
   sip?: Record<string, unknown>;
+  /** The config's `sync` section (window, ack_timeout). */
+  sync?: Record<string, unknown>;
   /** Sees every log line as it is written (a child process echoes them). */
   onLog?: (line: Record<string, unknown>) => void;
 }
@@ -65,6 +67,7 @@ export async function startTestSite(o: TestSiteOptions): Promise<TestSite> {
       mqtt: { url: o.broker, reconnect_period: 0.2, keepalive: 5 },
       health: { telemetry_period: 3600 },
       peers: o.peers ?? {},
+      ...(o.sync ? { sync: o.sync } : {}),
     },
     path.join(dir, 'config.yaml'),
   );
