@@ -8,10 +8,13 @@
 //   caller's CANCEL → 487 (sent by the transaction layer), bad SDP → 488,
 //   a dial plan reject → its own status, anything unexpected → 500.
 
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { MediaPolicyName } from '../config/types.ts';
 import { describeAudio, SdpNegotiationError } from '../media/index.ts';
-import { DialogError } from '../sip/dialog.ts';
+import { contactUriOf, DialogError } from '../sip/dialog.ts';
+import { bareHost } from '../sip/transport.ts';
+import { parseUri } from '../sip/uri.ts';
 import type { IncomingRequest, SipStack } from '../sip/stack.ts';
 import type { Endpoint, NameAddr, SipRequest, SipResponse } from '../sip/types.ts';
 import type { Binding } from '../store/bindings.ts';
@@ -71,6 +74,18 @@ export function endpointOfSource(source: string): Endpoint | undefined {
   const m = /^(udp|tcp):(?:\[([^\]]+)\]|([^:]+)):([0-9]+)$/.exec(source);
   if (!m) return undefined;
   return { transport: m[1] as 'udp' | 'tcp', address: (m[2] ?? m[3]) as string, port: Number(m[4]) };
+}
+
+/**
+ * A phone is behind NAT when it writes an IP address into its Contact that is not
+ * the one its packets come from. A host name proves nothing either way.
+ */
+function behindNat(contact: string | undefined, sourceAddress: string | undefined): boolean {
+  if (contact === undefined || sourceAddress === undefined) return false;
+  const host = parseUri(contact)?.host;
+  if (host === undefined) return false;
+  const bare = bareHost(host);
+  return isIP(bare) !== 0 && bare !== sourceAddress.toLowerCase();
 }
 
 function outcomeOfStatuses(statuses: readonly number[]): FailureOutcome {
@@ -323,13 +338,17 @@ export class CallSession {
     }
   }
 
-  async #mediaFor(extensions: readonly string[]): Promise<{ media: MediaPath; offer: string } | undefined> {
+  async #mediaFor(extensions: readonly string[], contacts: ReadonlyArray<{ binding: Binding }>): Promise<{ media: MediaPath; offer: string } | undefined> {
     if (this.#media === undefined) {
       const callerSdp = this.a.incoming.request.content;
       const wanted = [this.request.caller.extension, ...extensions].map((e) => this.#ctx.policyOf(e));
-      // Anchored when any party needs it; an INVITE without an offer is always
-      // anchored, because direct media would have to carry the answer in the ACK.
-      const policy: MediaPolicyName = callerSdp === '' || wanted.includes('anchored') ? 'anchored' : 'direct';
+      // Anchored when any party needs it. An INVITE without an offer is always
+      // anchored (direct media would have to carry the answer in the ACK), and so is
+      // a call with a phone behind NAT: its SDP names an address nobody can reach.
+      const callerNat = behindNat(contactUriOf(this.a.incoming.request), this.a.incoming.source.address);
+      const calleeNat = contacts.some((c) => behindNat(c.binding.contact, endpointOfSource(c.binding.source)?.address));
+      if ((callerNat || calleeNat) && !wanted.includes('anchored')) this.log.info({ callerNat, calleeNat }, 'a phone is behind NAT: media anchored');
+      const policy: MediaPolicyName = callerSdp === '' || callerNat || calleeNat || wanted.includes('anchored') ? 'anchored' : 'direct';
       this.call.mediaPolicy = policy;
       this.#media = this.#ctx.createMediaPath(policy, this.log);
       this.#media.onTimeout(() => {
@@ -355,7 +374,7 @@ export class CallSession {
   #ring(extensions: readonly string[], ringTimeoutSec: number): Promise<RingOutcome> {
     const contacts = extensions.flatMap((extension) => this.#ctx.bindingsOf(extension).map((binding) => ({ extension, binding })));
     if (contacts.length === 0) return Promise.resolve('unavailable');
-    return this.#mediaFor(extensions).then((prepared) => {
+    return this.#mediaFor(extensions, contacts).then((prepared) => {
       if (prepared === undefined) return 'done' as const;
       if (this.#cancelled) return 'cancelled' as const;
       return this.#fork(contacts, prepared.media, prepared.offer, ringTimeoutSec);

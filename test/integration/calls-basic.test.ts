@@ -276,3 +276,46 @@ describe('B2BUA under its concurrent call limit', () => {
     abort.abort();
   });
 });
+
+describe('B2BUA with direct media and a phone behind NAT', () => {
+  let agent: AgentHandle;
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'branchline-calls-nat-'));
+    agent = await startAgent({ extensions: EXTENSIONS, extraConfig: { ...SIPP_AGENT_CONFIG, media: { policy: 'direct', bind_address: '127.0.0.1' } } });
+  });
+
+  after(async () => {
+    await agent?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a caller whose Contact and SDP name an unreachable private address is anchored, and its call completes', async () => {
+    const port = await freeUdpTcpPort();
+    const users = await writeUsersFile(path.join(dir, 'reg.csv'), [{ user: '1002', password: 'bob-secret' }]);
+    assertAllSucceeded(await runSipp({ scenario: 'register-auth', remote: `127.0.0.1:${agent.udpPort}`, usersFile: users, localPort: port, calls: 1, authUri: agent.domain, set: { domain: agent.domain, expires: 600 }, timeoutMs: 10_000 }), 1);
+    const abort = new AbortController();
+    const bob = runSipp({ scenario: 'call-uas', localPort: port, calls: 1, timeoutMs: 30_000, abort: abort.signal, traceMessages: true });
+    await new Promise((r) => setTimeout(r, 300));
+    const file = path.join(dir, 'calls.csv');
+    await writeFile(file, 'SEQUENTIAL\n1001;[authentication username=1001 password=alice-secret];1002\n');
+    const r = await runSipp({ scenario: 'b2bua-uac-natted', remote: `127.0.0.1:${agent.udpPort}`, usersFile: file, calls: 1, authUri: `1002@${agent.domain}`, set: { domain: agent.domain }, timeoutMs: 20_000 });
+    assertAllSucceeded(r, 1, { allowRetransmissions: true });
+    const callee = await bob;
+    assertAllSucceeded(callee, 1, { allowRetransmissions: true });
+    // The callee was offered the agent's RTP address, not the caller's unreachable one.
+    assert.doesNotMatch(callee.messages, /192\.0\.2\.10/);
+    const ended = await agent.waitForLog((l) => l['event'] === 'call.ended', 5000);
+    assert.equal(ended['disposition'], 'answered');
+    await new Promise((r2) => setTimeout(r2, 100)); // the record commits within a few ms
+    const d = new DatabaseSync(path.join(agent.stateDir, 'branchline.sqlite'), { readOnly: true });
+    try {
+      const row = d.prepare('SELECT media_policy FROM calls').get() as { media_policy: string } | undefined;
+      assert.equal(row?.media_policy, 'anchored');
+    } finally {
+      d.close();
+    }
+    abort.abort();
+  });
+});
