@@ -1,0 +1,165 @@
+// Message-waiting against SIPp phones and the real agent (in this process, so the
+// test can leave messages over RTP). A subscribed phone: NOTIFY on SUBSCRIBE with
+// the counts, after a deposit, after an agent restart (restored subscription,
+// CSeq still rising), and the final NOTIFY on unsubscribe. A phone that never
+// subscribes: unsolicited NOTIFY after a deposit, after an agent restart and after
+// it re-registers.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { Agent } from '../../agent/agent.ts';
+import { configFromData } from '../../agent/config/load.ts';
+import { PcmSource } from '../../agent/media/audio-source.ts';
+import { MediaEngine } from '../../agent/media/engine.ts';
+import { freeUdpTcpPort } from '../helpers/ports.ts';
+import { logValues, runSipp, writeUsersFile } from '../helpers/sipp.ts';
+import { waitFor } from '../helpers/site-sync.ts';
+import { afterBeep, trimmedSpeech } from '../helpers/voicemail.ts';
+
+const DOMAIN = 'branchline.test';
+
+interface Site {
+  agent: Agent;
+  port: number;
+  stateDir: string;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startSite(t: TestContext): Promise<Site> {
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'bl-vm-mwi-'));
+  const port = await freeUdpTcpPort();
+  const mqtt = await freeUdpTcpPort();
+  const rtp = 42000 + Math.floor(Math.random() * 400) * 2;
+  const config = configFromData(
+    {
+      site: { id: 'mwi' },
+      state_dir: stateDir,
+      log: { level: 'silent' },
+      sip: { domain: DOMAIN, udp: `127.0.0.1:${port}`, tcp: `127.0.0.1:${port}`, auth: { algorithms: ['MD5'] } },
+      mqtt: { embedded: { listen: `127.0.0.1:${mqtt}` } },
+      media: { bind_address: '127.0.0.1', port_range: { min: rtp, max: rtp + 40 } },
+      voicemail: { mwi: { min_expires: 10 } },
+      extensions: [
+        { number: '1001', password: 'secret1', voicemail: { pin: '1234', silence_seconds: 1 } },
+        { number: '1002', password: 'secret2', voicemail: { pin: '1234', silence_seconds: 1 } },
+      ],
+    },
+    path.join(stateDir, 'config.yaml'),
+  );
+  const logger = pino({ level: process.env['VM_TEST_LOG'] ?? 'silent' });
+  const site: Site = {
+    agent: new Agent(config, logger),
+    port,
+    stateDir,
+    async restart() {
+      await site.agent.stop();
+      site.agent = new Agent(config, logger);
+      await site.agent.start();
+    },
+    async stop() {
+      await site.agent.stop();
+    },
+  };
+  await site.agent.start();
+  t.after(async () => {
+    await site.stop().catch(() => undefined);
+    await rm(stateDir, { recursive: true, force: true });
+  });
+  return site;
+}
+
+/** Leaves a spoken message in `mailbox` through the agent's voicemail, over real RTP. */
+async function leaveMessage(site: Site, mailbox: string, t: TestContext): Promise<void> {
+  const media = new MediaEngine({ bindAddress: '127.0.0.1' }, pino({ level: 'silent' }));
+  media.start();
+  t.after(() => media.stop());
+  const agentLeg = await media.createSession({ telephoneEventPt: 101 });
+  const phone = await media.createSession({ telephoneEventPt: 101 });
+  agentLeg.setRemote({ address: '127.0.0.1', port: phone.localPort });
+  phone.setRemote({ address: '127.0.0.1', port: agentLeg.localPort });
+  const vm = site.agent.voicemail;
+  assert.ok(vm, 'voicemail started');
+  const result = vm.deposit(agentLeg, { mailbox, reason: 'no-answer', caller: { number: '2000' } });
+  await sleep(300);
+  const tone = afterBeep(phone);
+  await phone.sendDigits('#');
+  await tone;
+  await phone.play(new PcmSource(await trimmedSpeech('Please call me back about the meeting.')));
+  assert.equal((await result).outcome, 'saved');
+  await agentLeg.stop();
+  await phone.stop();
+}
+
+test('a subscribed phone: NOTIFY with counts on SUBSCRIBE, after a deposit, after a restart; final NOTIFY on unsubscribe', async (t) => {
+  const site = await startSite(t);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-vm-sipp-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const users = await writeUsersFile(path.join(dir, 'users.csv'), [{ user: '1001', password: 'secret1' }]);
+  const sipp = runSipp({
+    scenario: 'mwi-subscribe',
+    remote: `127.0.0.1:${site.port}`,
+    calls: 1,
+    usersFile: users,
+    authUri: DOMAIN,
+    set: { domain: DOMAIN, expires: 120 },
+    timeoutMs: 120_000,
+  });
+  await waitFor('the subscription', () => (site.agent.voicemail?.mwi?.subscriptionCount ?? 0) >= 1 && (site.agent.voicemail?.mwi?.notifiesSent ?? 0) >= 1);
+  await sleep(300);
+  await leaveMessage(site, '1001', t);
+  await sleep(500);
+  await site.restart();
+  const r = await sipp;
+  assert.equal(r.successful, 1, `SIPp: ${r.errors || r.output.slice(-2000)}`);
+  const notifies = logValues(r, 'notify').map((l) => l.split('|'));
+  assert.deepEqual(
+    notifies.map(([mw, vm, state]) => [mw, vm, state]),
+    [
+      ['no', '0/0', 'active'],
+      ['yes', '1/0', 'active'],
+      ['yes', '1/0', 'active'], // after the restart, inside the same dialog
+    ],
+  );
+  const cseqs = notifies.map((n) => Number(n[3]));
+  assert.ok(cseqs[0]! < cseqs[1]! && cseqs[1]! < cseqs[2]!, `NOTIFY CSeq keeps rising across the restart: ${cseqs}`);
+  assert.deepEqual(logValues(r, 'final'), ['terminated']);
+  assert.equal(site.agent.voicemail?.mwi?.subscriptionCount, 0);
+});
+
+test('a phone that does not subscribe gets unsolicited NOTIFY: after a deposit, after a restart, after it re-registers', async (t) => {
+  const site = await startSite(t);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bl-vm-sipp-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const users = await writeUsersFile(path.join(dir, 'users.csv'), [{ user: '1002', password: 'secret2' }]);
+  const phonePort = await freeUdpTcpPort();
+  const register = async (): Promise<void> => {
+    const r = await runSipp({ scenario: 'register-auth', remote: `127.0.0.1:${site.port}`, localPort: phonePort, calls: 1, usersFile: users, authUri: DOMAIN, set: { domain: DOMAIN, expires: 300 } });
+    assert.equal(r.successful, 1, r.errors);
+  };
+  /** The phone's port answering one NOTIFY; resolves with what the NOTIFY said. */
+  const listen = async (): Promise<string[]> => {
+    const r = await runSipp({ scenario: 'mwi-notify-uas', localPort: phonePort, calls: 1, timeoutMs: 40_000 });
+    assert.equal(r.successful, 1, `no NOTIFY: ${r.errors || r.output.slice(-1500)}`);
+    return logValues(r, 'notify');
+  };
+  const whileListening = async (trigger: () => Promise<void>): Promise<string[]> => {
+    const heard = listen();
+    await sleep(500); // SIPp is listening
+    await trigger();
+    return heard;
+  };
+  // Registering (and re-registering) sends the current state at once; the register
+  // run holds the port then, and the agent's retransmission (RFC 3261 Timer E)
+  // reaches the listener started right after.
+  await register();
+  assert.deepEqual(await listen(), ['no|0/0|message-summary']);
+  assert.deepEqual(await whileListening(() => leaveMessage(site, '1002', t)), ['yes|1/0|message-summary']);
+  assert.deepEqual(await whileListening(() => site.restart()), ['yes|1/0|message-summary']);
+  await register();
+  assert.deepEqual(await listen(), ['yes|1/0|message-summary']);
+});
