@@ -21,7 +21,9 @@ export type TrunkErrorCode =
   /** The tenant is at its concurrent-channel cap (inbound calls are refused, not queued). */
   | 'ETENANT_CAP'
   /** An inbound call arrived on a channel the policy cannot give it. */
-  | 'ECHANNEL_UNAVAILABLE';
+  | 'ECHANNEL_UNAVAILABLE'
+  /** The far end refused the call (busy, unallocated number, rejected...): `q850` says how. */
+  | 'EREJECTED';
 
 /** Q.850 causes used here; the line-card drivers use the same numbering. */
 export const Cause = {
@@ -46,6 +48,7 @@ const SIP_STATUS: Readonly<Record<TrunkErrorCode, number>> = {
   ENO_ROUTE: 404,
   ETENANT_CAP: 486,
   ECHANNEL_UNAVAILABLE: 503,
+  EREJECTED: 480,
 };
 
 const Q850_CAUSE: Readonly<Record<TrunkErrorCode, number>> = {
@@ -58,7 +61,36 @@ const Q850_CAUSE: Readonly<Record<TrunkErrorCode, number>> = {
   ENO_ROUTE: Cause.NO_ROUTE_TO_DESTINATION,
   ETENANT_CAP: Cause.USER_BUSY,
   ECHANNEL_UNAVAILABLE: Cause.REQUESTED_CHANNEL_NOT_AVAILABLE,
+  EREJECTED: 31,
 };
+
+/** The SIP response for a far end's release cause (RFC 3398 §7.2.4.1, abridged). */
+const SIP_FOR_CAUSE: Readonly<Record<number, number>> = {
+  1: 404,
+  2: 404,
+  3: 404,
+  17: 486,
+  18: 408,
+  19: 480,
+  20: 480,
+  21: 403,
+  22: 410,
+  27: 502,
+  28: 484,
+  29: 501,
+  31: 480,
+  34: 503,
+  38: 503,
+  41: 503,
+  42: 503,
+  44: 503,
+  47: 503,
+  58: 503,
+  102: 504,
+};
+
+/** Causes that say the route, not the callee, failed: the next trunk group may succeed. */
+export const FAILOVER_CAUSES: ReadonlySet<number> = new Set([34, 38, 41, 42, 44, 47, 58, 102]);
 
 export class TrunkError extends Error {
   readonly code: TrunkErrorCode;
@@ -70,12 +102,12 @@ export class TrunkError extends Error {
   readonly q850: number;
   readonly tenant: string | undefined;
 
-  constructor(code: TrunkErrorCode, message: string, opts: { retryAfterSec?: number; tenant?: string; cause?: unknown } = {}) {
+  constructor(code: TrunkErrorCode, message: string, opts: { retryAfterSec?: number; tenant?: string; cause?: unknown; q850?: number } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'TrunkError';
     this.code = code;
-    this.sipStatus = SIP_STATUS[code];
-    this.q850 = Q850_CAUSE[code];
+    this.q850 = opts.q850 ?? Q850_CAUSE[code];
+    this.sipStatus = code === 'EREJECTED' ? (SIP_FOR_CAUSE[this.q850] ?? 480) : SIP_STATUS[code];
     this.retryAfterSec = opts.retryAfterSec;
     this.tenant = opts.tenant;
   }
