@@ -90,7 +90,11 @@ export class CallCore {
   /** Ends every call (BYE / 503) and waits for their records. */
   async stop(): Promise<void> {
     this.#running = false;
-    await Promise.all([...this.#sessions].map((s) => s.shutdown()));
+    // BYEs to phones that are gone would wait 32 s for an answer: shutdown waits 2 s at most.
+    const ended = Promise.all([...this.#sessions].map((s) => s.shutdown()));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))]);
+    clearTimeout(timer);
     await Promise.all([...this.#pendingRecords]);
   }
 

@@ -452,7 +452,10 @@ export class CallSession {
               }
               settle('answered');
               for (const other of legs) if (other !== leg && !other.done) this.#cancelLeg(other, 'cancel', COMPLETED_ELSEWHERE);
-              void this.#answered(leg, res, media);
+              this.#answered(leg, res, media).catch((err: unknown) => {
+                this.log.error({ err }, 'bridging the answered call failed');
+                void this.hangup('system', 'Internal error');
+              });
             },
             (err: unknown) => {
               leg.done = true;
@@ -506,7 +509,8 @@ export class CallSession {
       await this.#fail(488, 'Not Acceptable Here', 'Callee SDP unusable', 'failed');
       return;
     }
-    await leg.sip.ack().catch((err: unknown) => this.log.warn({ err }, 'could not send ACK to the callee'));
+    // Everything up to the caller's 200 happens in this tick: a CANCEL from the caller
+    // can then only arrive after its INVITE was answered (and is answered 200 only).
     const bDialog = leg.sip.dialog;
     if (bDialog !== undefined) this.#ctx.registerDialog(bDialog.id, this, 'b');
     this.#ctx.registerDialog(this.a.dialog.id, this, 'a');
@@ -516,6 +520,7 @@ export class CallSession {
     const ackPromise = this.a.answer(sdp);
     this.call.transition('answered', `answered by ${leg.extension}`);
     this.log.info({ event: 'call.answered', by: leg.extension, policy: media.policy }, `${leg.extension} answered`);
+    await leg.sip.ack().catch((err: unknown) => this.log.warn({ err }, 'could not send ACK to the callee'));
     const ack = await ackPromise;
     if (ack === undefined) {
       if (this.call.state === 'ended') return;
