@@ -94,6 +94,10 @@ export class MqttLink {
       resubscribe: false,
       // Nothing waits in MQTT.js's memory while offline: the outbox is the queue.
       queueQoSZero: false,
+      // Off: with it, mqtt-packet pre-builds 65,536 two-byte Buffers on the first packet
+      // (~6.5 MB of V8 heap, for the agent's embedded broker too: they share the module);
+      // without it each packet id is encoded on the fly (docs/benchmarks.md, image).
+      writeCache: false,
     };
     if (o.username !== undefined) opts.username = o.username;
     if (o.password !== undefined) opts.password = o.password;
