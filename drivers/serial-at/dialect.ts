@@ -3,7 +3,7 @@
 // card (serial-at-card.ts) keeps the channel state and calls these; a dialect tells
 // the card what happened on the line through LineHooks.
 
-import type { Q850Cause } from '../q850.ts';
+import { Q850, type Q850Cause } from '../q850.ts';
 import type { CallerId } from '../types.ts';
 import type { AtChannel } from './at-channel.ts';
 
@@ -47,3 +47,12 @@ export interface Dialect {
 }
 
 export type DialectFactory = (at: AtChannel, hooks: LineHooks, timeouts: DialectTimeouts) => Dialect;
+
+/** The Q.850 cause for a call command's failure result (V.250 §5.7.1). */
+export function causeForResult(final: string): Q850Cause {
+  if (final === 'BUSY') return Q850.USER_BUSY;
+  if (final === 'NO ANSWER') return Q850.NO_ANSWER;
+  if (final === 'NO CARRIER') return Q850.NO_USER_RESPONDING;
+  if (/^NO DIAL ?TONE$/.test(final)) return Q850.NETWORK_OUT_OF_ORDER;
+  return Q850.TEMPORARY_FAILURE;
+}

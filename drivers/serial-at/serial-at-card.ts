@@ -21,10 +21,10 @@ import {
   type LineCardEvents,
   type SpanInfo,
 } from '../types.ts';
-import { AtChannel } from './at-channel.ts';
+import { AtChannel, AtCommandError } from './at-channel.ts';
 import { CellularDialect } from './cellular.ts';
 import { SerialDevice } from './device.ts';
-import type { Dialect, LineHooks } from './dialect.ts';
+import { causeForResult, type Dialect, type LineHooks } from './dialect.ts';
 import { VoiceModemDialect } from './voice-modem.ts';
 
 export interface SerialAtCardOptions {
@@ -145,7 +145,9 @@ export class SerialAtCard extends EventEmitter<LineCardEvents> implements LineCa
       await this.#dialect!.dial(request.number);
     } catch (err) {
       if (this.#live) {
-        this.#endCall(Q850.TEMPORARY_FAILURE, 'network', 'releasing');
+        // A refusal the device answered (BUSY, NO CARRIER...) is the far end's; anything else the line's.
+        if (err instanceof AtCommandError) this.#endCall(causeForResult(err.final), 'remote', 'releasing');
+        else this.#endCall(Q850.TEMPORARY_FAILURE, 'network', 'releasing');
         void this.#clear();
       }
       throw err instanceof LineCardError ? err : new LineCardError('ERELEASED', this.name, `dialling ${request.number} failed: ${(err as Error).message}`, { cause: err });

@@ -20,7 +20,7 @@ import { DTMF_DIGITS, FRAME_BYTES, FRAME_MS } from '../types.ts';
 import { AtCommandError, type AtChannel } from './at-channel.ts';
 import { VoiceCallerIdBlock } from './caller-id.ts';
 import { DleDecoder, dleCode, dleEncode, ETX } from './dle.ts';
-import type { Dialect, DialectTimeouts, LineHooks } from './dialect.ts';
+import { causeForResult, type Dialect, type DialectTimeouts, type LineHooks } from './dialect.ts';
 
 const HANGUP_EVENTS = new Set(['l', 'b', 'd']);
 const DIGIT_EVENT = /^[0-9*#A-D]$/;
@@ -198,20 +198,8 @@ export class VoiceModemDialect implements Dialect {
 
   #lineFailed(err: unknown): void {
     this.#ended = true;
-    const final = err instanceof AtCommandError ? err.final : '';
-    const cause =
-      final === 'BUSY'
-        ? Q850.USER_BUSY
-        : final === 'NO ANSWER'
-          ? Q850.NO_ANSWER
-          : final === 'NO CARRIER'
-            ? Q850.NO_USER_RESPONDING
-            : /^NO DIAL ?TONE$/.test(final)
-              ? Q850.NETWORK_OUT_OF_ORDER
-              : err instanceof AtCommandError
-                ? Q850.TEMPORARY_FAILURE
-                : Q850.RECOVERY_ON_TIMER_EXPIRY;
-    this.#hooks.ended(cause, final ? 'remote' : 'network');
+    if (err instanceof AtCommandError) this.#hooks.ended(causeForResult(err.final), 'remote');
+    else this.#hooks.ended(Q850.RECOVERY_ON_TIMER_EXPIRY, 'network');
   }
 
   #offer(): void {

@@ -11,6 +11,8 @@ import { SilenceSource } from '../../agent/media/audio-source.ts';
 import { Q850 } from '../q850.ts';
 import type { AlarmKind, CallerId, ChannelRef, Presentation } from '../types.ts';
 import { PstnCall, type PstnCallControl } from './pstn-call.ts';
+
+export { PstnCall };
 import { scaled, type SignallingTimings, type SpanProfile } from './profiles.ts';
 import { NetworkRefusal, type CardSide, type NetworkSide } from './wire.ts';
 

@@ -19,6 +19,8 @@ export interface FarEndCall {
   audibleFramesReceived(): number;
   /** Digits the far end detected or was signalled (for `digitsOut`). */
   digitsReceived(): string;
+  /** The far end presses keys (for `digitsIn`). */
+  sendDigits(digits: string): void;
   /** Resolves when the far end has seen the call end. */
   ended(): Promise<void>;
 }
@@ -35,6 +37,8 @@ export interface ContractHarness {
     alerting: boolean;
     /** sendDigits reaches the far end (in band or signalled). */
     digitsOut: boolean;
+    /** Keys pressed at the far end arrive as `digits` events. */
+    digitsIn: boolean;
   };
   /** The far end calls `to` from `from`. */
   callIn(from: { number: string; name: string }, to: string): Promise<FarEndCall>;
@@ -149,6 +153,11 @@ export function lineCardContract(label: string, makeHarness: () => Promise<Contr
         assert.ok(received.length >= 10, `card received ${received.length} frames`);
         assert.ok(received.every((f) => f.length === FRAME_BYTES));
         assert.ok(far.audibleFramesReceived() >= 10, `far end heard ${far.audibleFramesReceived()} audible frames`);
+      }
+      if (h.capabilities.digitsIn) {
+        const digits = once(h.card, 'digits');
+        far.sendDigits('5');
+        assert.deepEqual(await digits, { channel: call.channel, digits: '5' });
       }
       unsubscribe();
       const release = once(h.card, 'release');

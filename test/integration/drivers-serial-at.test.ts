@@ -44,6 +44,9 @@ function farEnd(emu: ModemEmulator): FarEndCall {
     framesReceived: () => emu.framesReceived(),
     audibleFramesReceived: () => emu.audibleFramesReceived(),
     digitsReceived: () => emu.digitsReceived(),
+    sendDigits: (digits) => {
+      for (const d of digits) emu.sendDigitEvent(d);
+    },
     ended: async () => {
       const deadline = Date.now() + 5000;
       while (emu.state !== 'idle' && Date.now() < deadline) await sleep(10);
@@ -59,7 +62,7 @@ function serialHarness(kind: EmulatedKind): () => Promise<ContractHarness> {
     return {
       card,
       channel: CH,
-      capabilities: { audio: kind === 'voice-modem', callerName: true, alerting: kind === 'cellular', digitsOut: true },
+      capabilities: { audio: kind === 'voice-modem', callerName: true, alerting: kind === 'cellular', digitsOut: true, digitsIn: kind === 'voice-modem' },
       dialNumber: '5559000',
       callIn: async (from) => {
         emu.ring({ number: from.number, name: from.name });

@@ -19,6 +19,7 @@ function farEnd(call: PstnCall): FarEndCall {
     framesReceived: () => call.stats.framesReceived,
     audibleFramesReceived: () => call.stats.audibleFramesReceived,
     digitsReceived: () => digits,
+    sendDigits: (d) => call.sendDigits(d),
     ended: () => call.until('released'),
   };
 }
@@ -30,7 +31,7 @@ function simHarness(options: Omit<SimCardOptions, 'name'>, alerting: boolean, ca
     return {
       card,
       channel: { span, channel: 1 },
-      capabilities: { audio: true, callerName, alerting, digitsOut: true },
+      capabilities: { audio: true, callerName, alerting, digitsOut: true, digitsIn: true },
       dialNumber: '5559000',
       callIn: async (from, to) => farEnd(card.pstn.placeCall({ from: from.number, name: from.name, to })),
       nextOutbound: () =>
