@@ -229,3 +229,45 @@ test('with every channel busy an outbound call waits and takes the first channel
     await r.stop();
   }
 });
+
+test('two tenants waiting for one FXO line reach the PSTN alternately, in the order measured on the line', async () => {
+  const numbers = { a1: '01132000011', a2: '01132000012', a3: '01132000013', g1: '01132000021', g2: '01132000022', g3: '01132000023', hold: '01132000000' };
+  const r = await rig(
+    {
+      trunking: { max_queue_wait: 20 },
+      tenants: [
+        { name: 'acme', extensions: ['10XX'] },
+        { name: 'globex', extensions: ['20XX'] },
+      ],
+    },
+    [{ driver: 'sim', name: 'fxo', type: 'fxo', ports: 1, subscribers: Object.values(numbers).map((number) => ({ number, answer_after: 0.02 })) }],
+  );
+  try {
+    const reached: string[] = [];
+    card(r, 'fxo').pstn.on('call', (call) => reached.push(call.to));
+    const holding = await r.service.dialOut({ number: numbers.hold, emergency: false, callerExtension: '1001', callerId: caller });
+    const granted: Array<Awaited<ReturnType<typeof r.service.dialOut>>> = [];
+    const waiting = (['a1', 'a2', 'a3', 'g1', 'g2', 'g3'] as const).map((name) => {
+      const p = r.service.dialOut({ number: numbers[name], emergency: false, callerExtension: name.startsWith('a') ? '1001' : '2001', callerId: caller, callRef: name });
+      void p.then((call) => granted.push(call));
+      return p;
+    });
+    await until(() => r.service.allocator.queued === 6, 'six calls to queue');
+    let active = holding;
+    for (let i = 0; i < 6; i++) {
+      await active.release();
+      await until(() => granted.length === i + 1, `call ${i + 1} to get the line`);
+      active = granted[i] as (typeof granted)[number];
+    }
+    await active.release();
+    await Promise.all(waiting);
+    const names = Object.fromEntries(Object.entries(numbers).map(([k, v]) => [v, k]));
+    assert.deepEqual(
+      reached.map((n) => names[n]),
+      ['hold', 'a1', 'g1', 'a2', 'g2', 'a3', 'g3'],
+    );
+    assert.deepEqual(granted.map((c) => c.grant.tenant), ['acme', 'globex', 'acme', 'globex', 'acme', 'globex']);
+  } finally {
+    await r.stop();
+  }
+});
