@@ -45,6 +45,28 @@ interface LegRow {
   ended_by: string | null;
 }
 
+/**
+ * 1001 calls 1002 whose phone answers 183 with SDP before its 200: returns the o=
+ * user name of the SDP the caller got in its 183 ('callee' relayed, 'branchline' anchored).
+ */
+async function earlyMediaCall(agent: AgentHandle, dir: string): Promise<string[]> {
+  const port = await freeUdpTcpPort();
+  const users = await writeUsersFile(path.join(dir, `reg-early-${port}.csv`), [{ user: '1002', password: 'bob-secret' }]);
+  assertAllSucceeded(await runSipp({ scenario: 'register-auth', remote: `127.0.0.1:${agent.udpPort}`, usersFile: users, localPort: port, calls: 1, authUri: agent.domain, set: { domain: agent.domain, expires: 600 }, timeoutMs: 10_000 }), 1);
+  const abort = new AbortController();
+  const bob = runSipp({ scenario: 'b2bua-uas-early-media', localPort: port, calls: 1, timeoutMs: 30_000, abort: abort.signal, extraArgs: ['-d', '500'] });
+  await new Promise((r) => setTimeout(r, 300));
+  const file = path.join(dir, `early-${port}.csv`);
+  await writeFile(file, 'SEQUENTIAL\n1001;[authentication username=1001 password=alice-secret];1002\n');
+  const r = await runSipp({ scenario: 'b2bua-uac-early-media', remote: `127.0.0.1:${agent.udpPort}`, usersFile: file, calls: 1, authUri: `1002@${agent.domain}`, set: { domain: agent.domain }, timeoutMs: 20_000 });
+  assertAllSucceeded(r, 1, { allowRetransmissions: true });
+  assertAllSucceeded(await bob, 1, { allowRetransmissions: true });
+  const unreg = await writeUsersFile(path.join(dir, `unreg-early-${port}.csv`), [{ user: '1002', password: 'bob-secret' }]);
+  assertAllSucceeded(await runSipp({ scenario: 'register-unregister-all', remote: `127.0.0.1:${agent.udpPort}`, usersFile: unreg, calls: 1, authUri: agent.domain, set: { domain: agent.domain }, timeoutMs: 10_000 }), 1);
+  abort.abort();
+  return logValues(r, 'early_origin');
+}
+
 describe('B2BUA call flows with SIPp', () => {
   let agent: AgentHandle;
   let dir: string;
@@ -187,6 +209,10 @@ describe('B2BUA call flows with SIPp', () => {
     await unregisterAll('1003');
   });
 
+  test('early media: the callee\'s 183 with SDP reaches the caller as 183 with the agent\'s SDP (anchored)', async () => {
+    assert.deepEqual(await earlyMediaCall(agent, dir), ['branchline']);
+  });
+
   test('a malformed SDP offer is answered 488, and the agent keeps serving calls', async () => {
     const t0 = Date.now();
     const r = await caller('b2bua-uac-bad-sdp', '1001', '1002');
@@ -277,7 +303,7 @@ describe('B2BUA under its concurrent call limit', () => {
   });
 });
 
-describe('B2BUA with direct media and a phone behind NAT', () => {
+describe('B2BUA with direct media', () => {
   let agent: AgentHandle;
   let dir: string;
 
@@ -289,6 +315,10 @@ describe('B2BUA with direct media and a phone behind NAT', () => {
   after(async () => {
     await agent?.cleanup();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  test('early media under direct media: the callee\'s own SDP reaches the caller in a 183', async () => {
+    assert.deepEqual(await earlyMediaCall(agent, dir), ['callee']);
   });
 
   test('a caller whose Contact and SDP name an unreachable private address is anchored, and its call completes', async () => {
@@ -306,12 +336,12 @@ describe('B2BUA with direct media and a phone behind NAT', () => {
     assertAllSucceeded(callee, 1, { allowRetransmissions: true });
     // The callee was offered the agent's RTP address, not the caller's unreachable one.
     assert.doesNotMatch(callee.messages, /192\.0\.2\.10/);
-    const ended = await agent.waitForLog((l) => l['event'] === 'call.ended', 5000);
+    const ended = await agent.waitForLog((l) => l['event'] === 'call.ended' && agent.logs().filter((x) => x['event'] === 'call.ended').length >= 2, 5000);
     assert.equal(ended['disposition'], 'answered');
     await new Promise((r2) => setTimeout(r2, 100)); // the record commits within a few ms
     const d = new DatabaseSync(path.join(agent.stateDir, 'branchline.sqlite'), { readOnly: true });
     try {
-      const row = d.prepare('SELECT media_policy FROM calls').get() as { media_policy: string } | undefined;
+      const row = d.prepare('SELECT media_policy FROM calls ORDER BY started_at DESC LIMIT 1').get() as { media_policy: string } | undefined;
       assert.equal(row?.media_policy, 'anchored');
     } finally {
       d.close();
