@@ -12,7 +12,9 @@
 // 2. Seize-to-dial latency: from dial() on an idle channel until it resolves (the
 //    network has the whole number), p50 / p99, for PRI and CAS with real signalling
 //    times (PRI: SETUP → CALL PROCEEDING 30 ms; CAS: wink 200 ms + 140 ms a digit) and
-//    with signalling time 0 (what the driver itself adds).
+//    with signalling time 0 (what the driver itself adds); and for the serial AT
+//    driver on a real pty pair (socat) with the modem emulator answering: a voice
+//    modem (ATDT… handed to the device) and a cellular module (ATD…; → OK).
 //
 // It prints figures, never pass/fail.
 //
@@ -22,7 +24,9 @@
 import { parseArgs } from 'node:util';
 import { MediaClock } from '../agent/media/media-clock.ts';
 import { ToneSource } from '../agent/media/tone-generator.ts';
+import { SerialAtCard } from '../drivers/serial-at/serial-at-card.ts';
 import { SimCard } from '../drivers/sim/sim-card.ts';
+import { ModemEmulator, type EmulatedKind } from '../test/helpers/modem-emulator.ts';
 import type { PstnCall } from '../drivers/sim/pstn-call.ts';
 import { FRAME_BYTES, type ChannelRef } from '../drivers/types.ts';
 
@@ -142,9 +146,30 @@ async function seizeToDial(signalling: 'pri' | 'cas', timeScale: number): Promis
   await card.stop();
 }
 
+async function serialSeizeToDial(kind: EmulatedKind): Promise<void> {
+  const emu = await ModemEmulator.start({ kind });
+  const card = new SerialAtCard({ name: 'bench', kind, device: emu.hostPath });
+  await card.start();
+  const samples: number[] = [];
+  const ch = { span: 1, channel: 1 };
+  for (let i = 0; i < dials; i++) {
+    const dialled = new Promise((r) => emu.once('dial', r));
+    const t0 = performance.now();
+    await card.dial(ch, { number: values.number });
+    samples.push(performance.now() - t0);
+    await dialled;
+    await card.release(ch);
+  }
+  console.log(`  serial-at ${kind} (pty)`.padEnd(36) + quantiles(samples));
+  await card.stop();
+  await emu.close();
+}
+
 await fullE1();
 console.log(`Seize-to-dial latency, ${dials} dials each (${values.number.length} digits)`);
 await seizeToDial('pri', 1);
 await seizeToDial('cas', 1);
 await seizeToDial('pri', 0);
 await seizeToDial('cas', 0);
+await serialSeizeToDial('voice-modem');
+await serialSeizeToDial('cellular');

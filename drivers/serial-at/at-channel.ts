@@ -77,6 +77,7 @@ export class AtChannel {
   readonly #card: string;
   readonly #write: (bytes: Buffer) => void;
   readonly #onUnsolicited: (line: string) => void;
+  readonly #drain: () => Promise<void>;
   readonly #queue: Pending[] = [];
   #inFlight: Pending | undefined;
   #buffer = '';
@@ -85,10 +86,17 @@ export class AtChannel {
   /** A line ended with CR at the end of a read: an LF starting the next read belongs to it. */
   #skipLf = false;
 
-  constructor(card: string, write: (bytes: Buffer) => void, onUnsolicited: (line: string) => void) {
+  /** `drain` resolves when everything written so far has reached the device. */
+  constructor(card: string, write: (bytes: Buffer) => void, onUnsolicited: (line: string) => void, drain: () => Promise<void> = async () => {}) {
     this.#card = card;
     this.#write = write;
     this.#onUnsolicited = onUnsolicited;
+    this.#drain = drain;
+  }
+
+  /** Resolves when every byte written so far has gone to the device. */
+  drained(): Promise<void> {
+    return this.#drain();
   }
 
   /** Sends `command` (without the trailing CR) once every earlier command has its reply. */

@@ -217,6 +217,7 @@ export class SerialAtCard extends EventEmitter<LineCardEvents> implements LineCa
       this.name,
       (bytes) => this.#device?.write(bytes),
       (line) => this.#dialect?.unsolicited(line),
+      () => this.#device?.drain() ?? Promise.resolve(),
     );
     try {
       device = await SerialDevice.open(this.options.device, this.options.baud, {

@@ -112,6 +112,8 @@ export class VoiceModemDialect implements Dialect {
       },
     );
     await whenSent;
+    // No reply comes until the far end answers: the number is dialled once the device has it.
+    await this.#at.drained();
   }
 
   async answer(): Promise<void> {
