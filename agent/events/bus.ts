@@ -30,6 +30,10 @@ export interface AgentEvents {
   'voicemail.deposited': { mailbox: string; messageId: string; caller: string; callerName?: string; reason: string; receivedAt: number; durationMs: number; file: string };
   /** A mailbox's counts changed (deposit, listen, save, delete): what the lamp shows. */
   'voicemail.counts': { mailbox: string; newMessages: number; oldMessages: number };
+  // agent/trunks (docs/trunks.md). A span alarm takes its channels out of service.
+  'trunk.alarm': { card: string; span: number; alarm: string; active: boolean; detail?: string };
+  /** An emergency call took the channel of `victim`, which was released with `cause` (8). */
+  'trunk.preempted': { channel: string; victim?: string; victimTenant: string; by?: string; cause: number };
 }
 
 export type EventName = keyof AgentEvents;

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { causeText } from '../../drivers/q850.ts';
 import { channelKey, LineCardError, type CallerId, type ChannelRef, type ChannelState, type IncomingCall, type LineCard, type ReleaseEvent } from '../../drivers/types.ts';
+import type { EventBus } from '../events/bus.ts';
 import type { Database } from '../store/db.ts';
 import { ChannelAllocator, type ChannelGrant, type Preemption } from './channel-allocator.ts';
 import { systemClock, type TrunkClock } from './clock.ts';
@@ -24,6 +25,8 @@ export interface TrunkServiceOptions {
   clock?: TrunkClock;
   /** Where hourly usage is written (migration 5); without it usage stays in memory. */
   db?: Database;
+  /** Gets trunk.alarm and trunk.preempted. */
+  bus?: EventBus;
 }
 
 /** An inbound call the trunks accepted: the call core rings `target`, then answers or releases. */
@@ -78,6 +81,7 @@ export class TrunkService {
   readonly #logger: Logger;
   readonly #clock: TrunkClock;
   readonly #db: Database | undefined;
+  readonly #bus: EventBus | undefined;
   readonly #usage = new UsageRecorder();
   #allocator: ChannelAllocator | undefined;
   #router: TrunkRouter | undefined;
@@ -96,6 +100,7 @@ export class TrunkService {
     this.#logger = options.logger;
     this.#clock = options.clock ?? systemClock;
     this.#db = options.db;
+    this.#bus = options.bus;
   }
 
   /** Builds the channel pool from the cards and starts following them. Throws on a trunk the cards cannot carry. */
@@ -227,9 +232,11 @@ export class TrunkService {
     };
     const onAlarm = (event: { span: number; alarm: string; detail?: string }): void => {
       this.#logger.warn({ card: card.name, span: event.span, alarm: event.alarm, detail: event.detail }, 'span alarm: its channels are out of service');
+      this.#bus?.emit('trunk.alarm', { card: card.name, span: event.span, alarm: event.alarm, active: true, ...(event.detail !== undefined ? { detail: event.detail } : {}) });
     };
-    const onAlarmCleared = (event: { span: number; alarm: string }): void => {
+    const onAlarmCleared = (event: { span: number; alarm: string; detail?: string }): void => {
       this.#logger.info({ card: card.name, span: event.span, alarm: event.alarm }, 'span alarm cleared');
+      this.#bus?.emit('trunk.alarm', { card: card.name, span: event.span, alarm: event.alarm, active: false, ...(event.detail !== undefined ? { detail: event.detail } : {}) });
     };
     card.on('incoming', onIncoming);
     card.on('state', onState);
@@ -281,6 +288,13 @@ export class TrunkService {
     if (!line) return;
     if (this.#grants.get(p.victim.channel) === p.victim) this.#grants.delete(p.victim.channel);
     this.#logger.warn({ channel: p.victim.channel, victim: p.victim.callRef, tenant: p.victim.tenant, by: p.by.callRef, cause: p.cause }, p.reason);
+    this.#bus?.emit('trunk.preempted', {
+      channel: p.victim.channel,
+      victimTenant: p.victim.tenant,
+      cause: p.cause,
+      ...(p.victim.callRef !== undefined ? { victim: p.victim.callRef } : {}),
+      ...(p.by.callRef !== undefined ? { by: p.by.callRef } : {}),
+    });
     const clearing = line.card.release(line.ref, p.cause).catch((err: unknown) => {
       this.#logger.error({ err, channel: p.victim.channel }, 'could not clear a pre-empted call');
     });

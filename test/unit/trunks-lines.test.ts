@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { configFromData } from '../../agent/config/load.ts';
+import { EventBus, type AgentEvents } from '../../agent/events/bus.ts';
 import { createLogger } from '../../agent/log/logger.ts';
 import { TrunkError } from '../../agent/trunks/errors.ts';
 import { TrunkPlan } from '../../agent/trunks/plan.ts';
@@ -18,6 +19,7 @@ const TIME_SCALE = 0.02;
 
 interface Rig {
   service: TrunkService;
+  events: Array<{ name: string; payload: unknown }>;
   cards: Map<string, SimCard>;
   stop(): Promise<void>;
 }
@@ -39,10 +41,15 @@ async function rig(extra: Record<string, unknown>, linecards: Array<Record<strin
   );
   const cards = config.linecards.map((c) => createLineCard(c, { timeScale: TIME_SCALE }));
   for (const card of cards) await card.start();
-  const service = new TrunkService({ plan: new TrunkPlan(config), cards, logger: createLogger('silent') });
+  const logger = createLogger('silent');
+  const bus = new EventBus(logger);
+  const events: Rig['events'] = [];
+  for (const name of ['trunk.alarm', 'trunk.preempted'] as const) bus.on(name, (payload: AgentEvents[typeof name]) => events.push({ name, payload }));
+  const service = new TrunkService({ plan: new TrunkPlan(config), cards, logger, bus });
   service.start();
   return {
     service,
+    events,
     cards: new Map(cards.map((c) => [c.name, c as SimCard])),
     async stop() {
       await service.stop();
@@ -119,6 +126,13 @@ test('with the first trunk group in alarm (cable pulled), calls go out on the ne
 
     e1.pstn.plugCable(1);
     await until(() => r.service.allocator.groupUsable('e1', 'outbound'), 'span 1 back in service');
+    assert.deepEqual(
+      r.events.map((e) => [e.name, (e.payload as AgentEvents['trunk.alarm']).card, (e.payload as AgentEvents['trunk.alarm']).active]),
+      [
+        ['trunk.alarm', 'e1', true],
+        ['trunk.alarm', 'e1', false],
+      ],
+    );
     const again = await r.service.dialOut({ number: '01132000000', emergency: false, callerId: caller, callRef: 'c2' });
     assert.equal(again.group, 'e1');
     await again.release();
@@ -206,6 +220,7 @@ test('an emergency call on a full trunk pre-empts the newest call, which is clea
     assert.equal(cleared?.cause, 8, 'the pre-empted call was released with cause 8 (preemption)');
     assert.equal(cleared?.by, 'local');
     assert.equal(pstnCalls[0]?.to, '999');
+    assert.deepEqual(r.events, [{ name: 'trunk.preempted', payload: { channel: 'fxo/2/1', victim: 'newer', victimTenant: 'acme', by: 'emergency', cause: 8 } }]);
     assert.equal(fxo.channelState(older.channel), 'connected', 'the older call is untouched');
     await older.release();
     await emergency.release();
