@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from './config/types.ts';
 import { CallerAuthenticator } from './calls/caller-auth.ts';
 import { CallCore } from './calls/call-core.ts';
+import { CallTransfer } from './calls/features/transfer.ts';
 import { ConfiguredDialPlan } from './calls/routing/dial-plan.ts';
 import { EventBus } from './events/bus.ts';
 import { MediaEngine } from './media/index.ts';
@@ -271,6 +272,9 @@ export class Agent {
       records: new CallRecordStore(db, this.#committer, this.#siteSync?.sync),
     });
     this.#calls.start();
+    // Transfer (REFER, RFC 3515): agent/calls/features.
+    const transfer = new CallTransfer({ ...this.#calls.placement, routingState: this.#calls.routingState, core: this.#calls, log: logger.child({ subsystem: 'calls' }) });
+    this.#calls.setInDialogHandler('REFER', transfer.handleRefer);
     logger.info({ event: 'calls.ready', mediaPolicy: m.policy, rtp: `${m.port_range.min}-${m.port_range.max}`, advertise: this.#media.advertiseAddress }, 'call core ready');
   }
 

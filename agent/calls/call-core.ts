@@ -10,7 +10,7 @@ import type { MediaPolicyName } from '../config/types.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { MediaEngine } from '../media/index.ts';
 import { newTag } from '../sip/branch.ts';
-import { DialogError, dialogIdOfRequest } from '../sip/dialog.ts';
+import { DialogError, dialogIdOfRequest, dialogKey } from '../sip/dialog.ts';
 import type { IncomingRequest, SipStack } from '../sip/stack.ts';
 import type { SipRequest, TransportName } from '../sip/types.ts';
 import { formatHostPort } from '../sip/transport.ts';
@@ -22,7 +22,7 @@ import { Call, type CallChange } from './call.ts';
 import { CallSession, type InDialogHandler, type SessionContext, type TargetHandler } from './call-session.ts';
 import { AnchoredMediaPath, DirectMediaPath, type MediaPath, type Side } from './media-path.ts';
 import type { DialPlan, RouteTarget, RoutingState } from './routing/types.ts';
-import { InboundSipLeg, reasonHeader } from './sip-leg.ts';
+import { InboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
 
 export interface CallCoreOptions {
   siteId: string;
@@ -54,6 +54,8 @@ export class CallCore {
   readonly #byDialog = new Map<string, { session: CallSession; side: Side }>();
   readonly #handlers = new Map<string, InDialogHandler>();
   readonly #targets = new Map<RouteTarget['kind'], TargetHandler>();
+  /** Dialogs a feature answers for instead of their call (a transfer's let-go referrer). */
+  readonly #intercepted = new Map<string, (incoming: IncomingRequest) => void>();
   readonly #pendingRecords = new Set<Promise<void>>();
   readonly #routingState: RoutingState;
   readonly #ctx: SessionContext;
@@ -121,6 +123,23 @@ export class CallCore {
   }
 
   /** The routing state the dial plan is shown (registrations, calls per extension). */
+  /** What a feature needs to place calls the way the core does (transfer). */
+  get placement(): { stack: SipStack; domain: string; dialPlan: DialPlan; bindingsOf: (extension: string) => readonly Binding[]; contactFor: ContactFor } {
+    const opts = this.#opts;
+    return { stack: opts.stack, domain: opts.domain, dialPlan: opts.dialPlan, bindingsOf: opts.bindingsOf, contactFor: (t, u) => this.#contactFor(t, u) };
+  }
+
+  /** The call and side holding a dialog (attended transfer's Replaces), tags as we see them. */
+  findDialog(callId: string, localTag: string, remoteTag: string): { session: CallSession; side: Side } | undefined {
+    return this.#byDialog.get(dialogKey(callId, localTag, remoteTag));
+  }
+
+  /** Routes one dialog's requests to `handler` instead of its call; undefined undoes it. */
+  interceptDialog(dialogId: string, handler: ((incoming: IncomingRequest) => void) | undefined): void {
+    if (handler === undefined) this.#intercepted.delete(dialogId);
+    else this.#intercepted.set(dialogId, handler);
+  }
+
   get routingState(): RoutingState {
     return this.#routingState;
   }
@@ -150,6 +169,11 @@ export class CallCore {
   }
 
   #inDialog(dialogId: string, incoming: IncomingRequest): void {
+    const intercepted = this.#intercepted.get(dialogId);
+    if (intercepted !== undefined) {
+      intercepted(incoming);
+      return;
+    }
     const found = this.#byDialog.get(dialogId);
     if (found === undefined) {
       if (incoming.request.method !== 'ACK') incoming.respond(481, 'Call/Transaction Does Not Exist');

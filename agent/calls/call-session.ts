@@ -18,6 +18,7 @@ import { parseUri } from '../sip/uri.ts';
 import type { IncomingRequest, SipStack } from '../sip/stack.ts';
 import type { Endpoint, NameAddr, SipRequest, SipResponse } from '../sip/types.ts';
 import type { Binding } from '../store/bindings.ts';
+import type { Dialog } from '../sip/dialog.ts';
 import type { Call, LegInfo } from './call.ts';
 import type { CallDisposition } from './call-record.ts';
 import type { MediaPath, Side } from './media-path.ts';
@@ -114,7 +115,8 @@ export class CallSession {
   /** The callee leg that answered. */
   b: CalleeLeg | undefined;
   readonly #ctx: SessionContext;
-  readonly #aInfo: LegInfo;
+  /** The caller's leg in the record; a new one when a transfer replaces the caller. */
+  #aInfo: LegInfo;
   #media: MediaPath | undefined;
   #ringing: { legs: CalleeLeg[]; settle: (outcome: RingOutcome) => void } | undefined;
   #cancelled = false;
@@ -262,6 +264,35 @@ export class CallSession {
   }
 
   /** Called once when the call ends, whoever ends it (the caller's BYE, a hang-up, shutdown). */
+  /** The call's media path (transfer renegotiates through it); undefined before routing. */
+  get media(): MediaPath | undefined {
+    return this.#media;
+  }
+
+  /**
+   * Transfer (features/transfer.ts): the party on `side` is from now on reached
+   * through `dialog`, a confirmed dialog with the transfer target whose media the
+   * feature has already negotiated. The old dialog's requests are no longer this
+   * call's; its leg ends in the record and the target's leg starts, answered.
+   */
+  replaceParty(side: Side, dialog: Dialog, party: { extension: string; direction: 'inbound' | 'outbound'; callId: string }): void {
+    const b = this.b;
+    const old = side === 'a' ? this.a.dialog : b?.sip.dialog;
+    if (b === undefined || old === undefined || this.call.state !== 'answered') throw new Error(`no answered ${side} leg to replace`);
+    this.#ctx.unregisterDialog(old.id);
+    this.call.legEnded(side === 'a' ? this.#aInfo.id : b.info.id, undefined, side === 'a' ? 'caller' : 'callee');
+    const info = this.call.addLeg({ kind: 'sip', direction: party.direction, party: party.extension, callId: party.callId });
+    this.call.legAnswered(info.id);
+    if (side === 'a') {
+      this.a.dialog = dialog;
+      this.#aInfo = info;
+    } else {
+      b.sip.dialog = dialog;
+      this.b = { ...b, info, extension: party.extension };
+    }
+    this.#ctx.registerDialog(dialog.id, this, side);
+  }
+
   onEnd(listener: () => void): void {
     this.#endListeners.push(listener);
   }

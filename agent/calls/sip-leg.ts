@@ -32,7 +32,8 @@ function sdpHeaders(body: string, headers: Record<string, string | string[]> = {
 /** The caller's leg: the INVITE we received, answered through its server transaction. */
 export class InboundSipLeg {
   readonly incoming: IncomingRequest;
-  readonly dialog: Dialog;
+  /** Replaced when a transfer gives the caller's place to someone else (CallSession.replaceParty). */
+  dialog: Dialog;
   readonly #stack: SipStack;
   readonly #contact: string;
 
