@@ -76,8 +76,13 @@ function callRows(stateDir: string): CallRow[] {
   }
 }
 
-for (const policy of ['anchored', 'direct'] as const) {
-  const setup = policy === 'anchored' ? 'the sample config, anchored media' : 'direct media';
+const SETUPS = [
+  { name: 'the sample config, anchored media', policy: 'anchored', sample: true, transport: 'udp' },
+  { name: 'direct media', policy: 'direct', sample: false, transport: 'udp' },
+  { name: 'phones on TCP, anchored media', policy: 'anchored', sample: false, transport: 'tcp' },
+] as const;
+
+for (const { name: setup, policy, sample: useSample, transport } of SETUPS) {
   describe(`two baresip phones call each other (${setup})`, () => {
     let agent: AgentHandle;
     let work: string;
@@ -89,7 +94,7 @@ for (const policy of ['anchored', 'direct'] as const) {
       work = await mkdtemp(path.join(os.tmpdir(), 'branchline-calls-'));
       await run('sox', ['-n', '-r', '8000', '-c', '1', '-b', '16', path.join(work, 'alice-440.wav'), 'synth', '20', 'sine', '440']);
       await run('sox', ['-n', '-r', '8000', '-c', '1', '-b', '16', path.join(work, 'bob-1000.wav'), 'synth', '20', 'sine', '1000']);
-      if (policy === 'anchored') {
+      if (useSample) {
         const sample = await sampleConfig();
         const port = Number(String((sample.extraConfig['sip'] as Record<string, string>)['udp']).split(':')[1]);
         agent = await startAgent({ ...sample, udpPort: port, tcpPort: port });
@@ -108,7 +113,7 @@ for (const policy of ['anchored', 'direct'] as const) {
       const recordDir = path.join(work, record);
       await run('mkdir', ['-p', recordDir]);
       const p = await startBaresip({
-        account: { user, password, registrar: `127.0.0.1:${agent.udpPort}`, domain: agent.domain, regint: 600 },
+        account: { user, password, registrar: `127.0.0.1:${agent.udpPort}`, domain: agent.domain, regint: 600, transport },
         audioFile: path.join(work, tone),
         recordDir,
       });
@@ -120,6 +125,9 @@ for (const policy of ['anchored', 'direct'] as const) {
     test('1001 calls 1002: it rings, is answered, audio flows both ways, 1001 hangs up', async () => {
       alice = await phone('1001', 'alice-1001-secret', 'alice-440.wav', 'alice-1');
       bob = await phone('1002', 'bob-1002-secret', 'bob-1000.wav', 'bob-1');
+
+      const registered = agent.logs().filter((l) => l['event'] === 'registration.added').map((l) => String(l['source']).split(':')[0]);
+      assert.deepEqual(registered, [transport, transport], `both phones registered over ${transport}`);
 
       const dialed = await alice.command('dial', `sip:1002@${agent.domain}`);
       assert.ok(dialed.ok, `dial accepted: ${dialed.data}`);
@@ -143,7 +151,7 @@ for (const policy of ['anchored', 'direct'] as const) {
       assert.ok(heardByBob.rms > 0.1 && heardByAlice.rms > 0.1, `both recordings carry a loud tone: ${heardByBob.rms}, ${heardByAlice.rms}`);
       assert.ok(heardByBob.seconds > 2 && heardByAlice.seconds > 2, 'about three seconds recorded each way');
 
-      if (policy === 'anchored') {
+      if (useSample) {
         // Bound to 0.0.0.0, the agent must put a real address into SDP, not the wildcard.
         const ready = agent.logs().find((l) => l['event'] === 'calls.ready');
         assert.match(String(ready?.['advertise']), /^[0-9.]+$/);
@@ -180,5 +188,34 @@ for (const policy of ['anchored', 'direct'] as const) {
         ['1002', '1001', 'answered'],
       ]);
     });
+
+    if (transport === 'tcp') {
+      test('the agent stops during a call: both phones see the call end, and its record is written', async () => {
+        const closedBefore = (p: BaresipHandle): number => p.events().filter((e) => e['type'] === 'CALL_CLOSED').length;
+        const aliceClosed = closedBefore(alice);
+        const bobClosed = closedBefore(bob);
+        const incoming = bob.events().filter((x) => x['type'] === 'CALL_INCOMING').length;
+        await alice.command('dial', `sip:1002@${agent.domain}`);
+        await bob.waitForEvent((e) => e['type'] === 'CALL_INCOMING' && bob.events().filter((x) => x['type'] === 'CALL_INCOMING').length > incoming, 5000);
+        await bob.command('accept');
+        await agent.waitForLog((l) => l['event'] === 'call.answered' && agent.logs().filter((x) => x['event'] === 'call.answered').length >= 3, 5000);
+        assert.equal(await agent.stop(), 0, 'the agent exits cleanly');
+        const deadline = Date.now() + 5000;
+        while (closedBefore(alice) <= aliceClosed || closedBefore(bob) <= bobClosed) {
+          assert.ok(Date.now() < deadline, 'both phones saw a BYE from the stopping agent');
+          await sleep(50);
+        }
+        const rows = callRows(agent.stateDir);
+        assert.equal(rows.length, 3);
+        assert.equal(rows[2]?.disposition, 'answered');
+        const db = new DatabaseSync(path.join(agent.stateDir, 'branchline.sqlite'), { readOnly: true });
+        try {
+          const last = db.prepare('SELECT reason FROM calls ORDER BY started_at DESC LIMIT 1').get() as { reason: string };
+          assert.equal(last.reason, 'Service shutting down');
+        } finally {
+          db.close();
+        }
+      });
+    }
   });
 }
