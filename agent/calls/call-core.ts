@@ -122,7 +122,6 @@ export class CallCore {
     this.#targets.set(kind, handler);
   }
 
-  /** The routing state the dial plan is shown (registrations, calls per extension). */
   /** What a feature needs to place calls the way the core does (transfer). */
   get placement(): { stack: SipStack; domain: string; dialPlan: DialPlan; bindingsOf: (extension: string) => readonly Binding[]; contactFor: ContactFor } {
     const opts = this.#opts;
@@ -140,6 +139,7 @@ export class CallCore {
     else this.#intercepted.set(dialogId, handler);
   }
 
+  /** The routing state the dial plan is shown (registrations, calls per extension). */
   get routingState(): RoutingState {
     return this.#routingState;
   }

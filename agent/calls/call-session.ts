@@ -263,7 +263,6 @@ export class CallSession {
     await this.#fail(status, phrase, reasonText, disposition);
   }
 
-  /** Called once when the call ends, whoever ends it (the caller's BYE, a hang-up, shutdown). */
   /** The call's media path (transfer renegotiates through it); undefined before routing. */
   get media(): MediaPath | undefined {
     return this.#media;
@@ -293,6 +292,7 @@ export class CallSession {
     this.#ctx.registerDialog(dialog.id, this, side);
   }
 
+  /** Called once when the call ends, whoever ends it (the caller's BYE, a hang-up, shutdown). */
   onEnd(listener: () => void): void {
     this.#endListeners.push(listener);
   }
