@@ -4,11 +4,17 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { configFromData } from '../../agent/config/load.ts';
 import { EventBus, type AgentEvents } from '../../agent/events/bus.ts';
 import { createLogger } from '../../agent/log/logger.ts';
+import { Database } from '../../agent/store/db.ts';
+import { migrate } from '../../agent/store/migrations.ts';
 import { TrunkError } from '../../agent/trunks/errors.ts';
+import { loadHourlyUsage } from '../../agent/trunks/usage-store.ts';
 import { TrunkPlan } from '../../agent/trunks/plan.ts';
 import { TrunkService, type InboundTrunkCall } from '../../agent/trunks/trunk-service.ts';
 import { createLineCard, type LineCard, type ReleaseEvent } from '../../drivers/index.ts';
@@ -24,7 +30,7 @@ interface Rig {
   stop(): Promise<void>;
 }
 
-async function rig(extra: Record<string, unknown>, linecards: Array<Record<string, unknown>>): Promise<Rig> {
+async function rig(extra: Record<string, unknown>, linecards: Array<Record<string, unknown>>, db?: Database): Promise<Rig> {
   const config = configFromData(
     {
       site: { id: 'branch-01' },
@@ -45,7 +51,7 @@ async function rig(extra: Record<string, unknown>, linecards: Array<Record<strin
   const bus = new EventBus(logger);
   const events: Rig['events'] = [];
   for (const name of ['trunk.alarm', 'trunk.preempted'] as const) bus.on(name, (payload: AgentEvents[typeof name]) => events.push({ name, payload }));
-  const service = new TrunkService({ plan: new TrunkPlan(config), cards, logger, bus });
+  const service = new TrunkService({ plan: new TrunkPlan(config), cards, logger, bus, ...(db ? { db } : {}) });
   service.start();
   return {
     service,
@@ -284,5 +290,32 @@ test('two tenants waiting for one FXO line reach the PSTN alternately, in the or
     assert.deepEqual(granted.map((c) => c.grant.tenant), ['acme', 'globex', 'acme', 'globex', 'acme', 'globex']);
   } finally {
     await r.stop();
+  }
+});
+
+test('the running trunks write their hourly usage to the store', async () => {
+  const db = await Database.open(path.join(mkdtempSync(path.join(tmpdir(), 'bl-trunks-')), 'store.sqlite'));
+  await migrate(db);
+  const r = await rig(
+    { dids: [{ number: '5550100', extension: '1001' }] },
+    [{ driver: 'sim', name: 'e1', type: 'e1', subscribers: [{ number: '01132000000', answer_after: 0.02 }] }],
+    db,
+  );
+  try {
+    r.service.onInbound((call) => void call.answer());
+    const inbound = card(r, 'e1').pstn.placeCall({ from: '02079460000', to: '5550100' });
+    await once(inbound, 'answered');
+    const out = await r.service.dialOut({ number: '01132000000', emergency: false, callerId: caller });
+    await r.service.flushUsage();
+    const rows = await loadHourlyUsage(db, { from: 0, to: Date.now() + 3_600_000, tenant: '*' });
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]?.attemptsIn, 1);
+    assert.equal(rows[0]?.attemptsOut, 1);
+    assert.equal(rows[0]?.peakChannels, 2);
+    await out.release();
+    inbound.hangup();
+  } finally {
+    await r.stop();
+    await db.close();
   }
 });
