@@ -24,6 +24,17 @@ import { AnchoredMediaPath, DirectMediaPath, type MediaPath, type Side } from '.
 import type { DialPlan, RouteTarget, RoutingState } from './routing/types.ts';
 import { InboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
 
+/**
+ * A feature that takes part in every call (features/session-timer.ts,
+ * features/reliable-provisionals.ts).
+ */
+export interface CallFeature {
+  /** After authentication, before anything else: answer the INVITE with a final response and return true to stop it (a 422). */
+  screen?(incoming: IncomingRequest, toTag: string): boolean;
+  /** The call's session exists and is about to be routed. */
+  started?(session: CallSession): void;
+}
+
 export interface CallCoreOptions {
   siteId: string;
   domain: string;
@@ -56,6 +67,7 @@ export class CallCore {
   readonly #targets = new Map<RouteTarget['kind'], TargetHandler>();
   /** Dialogs a feature answers for instead of their call (a transfer's let-go referrer). */
   readonly #intercepted = new Map<string, (incoming: IncomingRequest) => void>();
+  readonly #features: CallFeature[] = [];
   readonly #pendingRecords = new Set<Promise<void>>();
   readonly #routingState: RoutingState;
   readonly #ctx: SessionContext;
@@ -133,10 +145,20 @@ export class CallCore {
     return this.#byDialog.get(dialogKey(callId, localTag, remoteTag));
   }
 
-  /** Routes one dialog's requests to `handler` instead of its call; undefined undoes it. */
-  interceptDialog(dialogId: string, handler: ((incoming: IncomingRequest) => void) | undefined): void {
-    if (handler === undefined) this.#intercepted.delete(dialogId);
-    else this.#intercepted.set(dialogId, handler);
+  /**
+   * Routes one dialog's requests to `handler` instead of its call (the newest
+   * interception wins). Returns the undo, which does nothing once another took over.
+   */
+  interceptDialog(dialogId: string, handler: (incoming: IncomingRequest) => void): () => void {
+    this.#intercepted.set(dialogId, handler);
+    return () => {
+      if (this.#intercepted.get(dialogId) === handler) this.#intercepted.delete(dialogId);
+    };
+  }
+
+  /** A feature that takes part in every call (session timers, reliable provisionals). */
+  addFeature(feature: CallFeature): void {
+    this.#features.push(feature);
   }
 
   /** The routing state the dial plan is shown (registrations, calls per extension). */
@@ -200,6 +222,7 @@ export class CallCore {
     }
     const auth = opts.auth.check(incoming, tag);
     if (!auth.ok) return;
+    if (this.#features.some((f) => f.screen?.(incoming, tag) === true)) return;
     incoming.respond(100, 'Trying');
 
     const uri = parseUri(req.uri);
@@ -236,6 +259,7 @@ export class CallCore {
     this.#byInvite.set(incoming, session);
     log.info({ event: 'call.started', caller: callerExtension, dialed, source: formatHostPort(incoming.source.address, incoming.source.port) }, `call from ${callerExtension} to ${dialed}`);
     this.#opts.bus.emit('call.state', { id: call.id, state: 'routing', reason: 'INVITE', at: call.startedAt, caller: call.caller, dialed: call.dialed });
+    for (const feature of this.#features) feature.started?.(session);
     // An empty dialled number (no user part) goes to the dial plan too: it answers 404.
     await session.run();
   }

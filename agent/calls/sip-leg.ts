@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { newCallId, newTag } from '../sip/branch.ts';
 import { Dialog, type InDialogOptions } from '../sip/dialog.ts';
-import type { IncomingRequest, SipStack } from '../sip/stack.ts';
+import type { IncomingRequest, ResponseExtras, SipStack } from '../sip/stack.ts';
 import type { Endpoint, NameAddr, Params, SipRequest, SipResponse, TransportName } from '../sip/types.ts';
 
 /** Methods we accept in a dialog, announced in Allow. */
@@ -53,14 +53,20 @@ export class InboundSipLeg {
 
   /** A 1xx (180/183), with SDP for early media. */
   provisional(status: number, reason: string, sdp = ''): void {
-    this.incoming.respond(status, reason, { toTag: this.dialog.localTag, headers: sdpHeaders(sdp, { Contact: `<${this.#contact}>` }), content: sdp });
+    this.provisionalSender(status, reason, { toTag: this.dialog.localTag, headers: sdpHeaders(sdp, { Contact: `<${this.#contact}>` }), content: sdp });
   }
+
+  /** How a 1xx goes out; features/reliable-provisionals.ts replaces it when the caller offers 100rel. */
+  provisionalSender: (status: number, reason: string, extras: ResponseExtras) => void = (status, reason, extras) => this.incoming.respond(status, reason, extras);
+
+  /** Headers a feature adds to the 2xx (Session-Expires, Require: timer). */
+  answerHeaders: Record<string, string> = {};
 
   /** The 2xx with our SDP; resolves with the caller's ACK, or undefined when none came within 64*T1. */
   answer(sdp: string): Promise<SipRequest | undefined> {
     this.incoming.respond(200, 'OK', {
       toTag: this.dialog.localTag,
-      headers: sdpHeaders(sdp, { Contact: `<${this.#contact}>`, Allow: ALLOWED_METHODS, 'User-Agent': USER_AGENT }),
+      headers: sdpHeaders(sdp, { ...this.answerHeaders, Contact: `<${this.#contact}>`, Allow: ALLOWED_METHODS, 'User-Agent': USER_AGENT }),
       content: sdp,
     });
     this.dialog.confirm();

@@ -131,7 +131,9 @@ export class VoiceModemDialect implements Dialect {
       if (this.#dialling) {
         this.#aborting = true;
         this.#at.writeRaw(Buffer.from('\r')); // any character aborts dialling (V.250 §6.3.1)
-        while (this.#dialling) await new Promise((r) => setTimeout(r, 5));
+        // The modem answers the abort with NO CARRIER; if it says nothing, ATH below still goes after the dial's timeout.
+        const deadline = Date.now() + this.#timeouts.commandMs;
+        while (this.#dialling && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       }
       if (this.#at.inData) {
         await this.#at.command('<DLE><ETX>', { ...t, raw: dleCode(ETX), success: ['OK', 'VCON'] });

@@ -73,8 +73,11 @@ export class SimPstn extends EventEmitter<PstnEvents> implements PstnCallControl
   readonly #subscribers = new Map<string, Subscriber>();
   readonly #connected = new Set<PstnCall>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Dials waiting out their signalling time; stop() wakes them so none hangs. */
+  readonly #sleepers = new Set<() => void>();
   #card: CardSide | undefined;
   #removeTick: (() => void) | undefined;
+  #running = false;
 
   constructor(options: SimPstnOptions) {
     super();
@@ -97,7 +100,10 @@ export class SimPstn extends EventEmitter<PstnEvents> implements PstnCallControl
       dial: (ch, number, callerId) => this.#cardDials(ch, number, callerId),
       answer: (ch) => this.#cardAnswers(ch),
       release: (ch, cause) => this.#cardReleases(ch, cause),
-      frame: (ch, frame) => this.#callOn(ch)?.received(frame),
+      frame: (ch, frame) => {
+        const call = this.#callOn(ch);
+        if (call?.state === 'connected') call.received(frame);
+      },
       digits: (ch, digits) => {
         const call = this.#callOn(ch);
         if (call?.state === 'connected') call.emit('digits', digits);
@@ -106,16 +112,19 @@ export class SimPstn extends EventEmitter<PstnEvents> implements PstnCallControl
   }
 
   start(): void {
+    this.#running = true;
     this.#removeTick ??= this.clock.add(() => this.#tick());
     this.clock.start();
   }
 
   stop(): void {
+    this.#running = false;
     this.clock.stop();
     this.#removeTick?.();
     this.#removeTick = undefined;
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
+    for (const wake of [...this.#sleepers]) wake();
   }
 
   // ---- subscribers ----
@@ -385,6 +394,7 @@ export class SimPstn extends EventEmitter<PstnEvents> implements PstnCallControl
   }
 
   #later(ms: number, fn: () => void): void {
+    if (!this.#running) return; // a stopped network does nothing more
     const t = setTimeout(() => {
       this.#timers.delete(t);
       fn();
@@ -393,6 +403,14 @@ export class SimPstn extends EventEmitter<PstnEvents> implements PstnCallControl
   }
 
   #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.#later(ms, resolve));
+    if (!this.#running) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        this.#sleepers.delete(wake);
+        resolve();
+      };
+      this.#sleepers.add(wake);
+      this.#later(ms, wake);
+    });
   }
 }

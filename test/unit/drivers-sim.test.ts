@@ -76,6 +76,17 @@ describe('sim signalling models', () => {
     assert.ok(cas >= 110, `CAS dial took ${cas} ms`);
   });
 
+  it('stopping the card in the middle of a CAS dial fails the dial with ERELEASED instead of leaving it hanging', async () => {
+    const card = new SimCard({ name: 'cas', type: 't1', signalling: 'cas', subscribers: [{ number: '5559000' }] });
+    await card.start();
+    const dial = card.dial({ span: 1, channel: 1 }, { number: '5559000' });
+    const release = once(card, 'release');
+    await sleep(20);
+    await card.stop();
+    await assert.rejects(dial, (e: unknown) => e instanceof LineCardError && e.code === 'ERELEASED');
+    assert.deepEqual(await release, { channel: { span: 1, channel: 1 }, cause: 16, by: 'local' });
+  });
+
   it('an FXO call rings the port whose number was dialled and reports that number', async () => {
     await withCard({ name: 'fxo', type: 'fxo', ports: 3, numbers: ['5550100', '5550101', '5550102'] }, async (card) => {
       const incoming = once(card, 'incoming');
