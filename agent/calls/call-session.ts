@@ -435,7 +435,18 @@ export class CallSession {
 
       const finished = (): void => {
         if (settled || !legs.every((l) => l.done)) return;
-        settle(outcomeOfStatuses(legs.map((l) => l.info.status ?? 480)));
+        const statuses = legs.map((l) => l.info.status ?? 480);
+        // Every phone refused the caller's media (direct media passes the offer on):
+        // no forward helps with that, the caller must hear 488 and change its offer.
+        if (statuses.every((st) => st === 488 || st === 606)) {
+          settled = true;
+          clearTimeout(timer);
+          this.#ringing = undefined;
+          this.#ringingExtensions = [];
+          void this.#fail(488, 'Not Acceptable Here', 'No phone accepts the offered media', 'failed').then(() => resolve('done'));
+          return;
+        }
+        settle(outcomeOfStatuses(statuses));
       };
 
       for (const { extension, binding } of contacts) {

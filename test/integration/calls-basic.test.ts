@@ -317,6 +317,23 @@ describe('B2BUA with direct media', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  test('the only phone refuses the offered media (488): the caller gets 488, not a generic 480', async () => {
+    const port = await freeUdpTcpPort();
+    const users = await writeUsersFile(path.join(dir, 'reg-488.csv'), [{ user: '1003', password: 'carol-secret' }]);
+    assertAllSucceeded(await runSipp({ scenario: 'register-auth', remote: `127.0.0.1:${agent.udpPort}`, usersFile: users, localPort: port, calls: 1, authUri: agent.domain, set: { domain: agent.domain, expires: 600 }, timeoutMs: 10_000 }), 1);
+    const abort = new AbortController();
+    const carol = runSipp({ scenario: 'b2bua-uas-refuse-media', localPort: port, calls: 1, timeoutMs: 30_000, abort: abort.signal });
+    await new Promise((r) => setTimeout(r, 300));
+    const file = path.join(dir, 'calls-488.csv');
+    await writeFile(file, 'SEQUENTIAL\n1001;[authentication username=1001 password=alice-secret];1003\n');
+    const r = await runSipp({ scenario: 'b2bua-uac-final', remote: `127.0.0.1:${agent.udpPort}`, usersFile: file, calls: 1, authUri: `1003@${agent.domain}`, set: { domain: agent.domain }, timeoutMs: 20_000 });
+    assertAllSucceeded(r, 1, { allowRetransmissions: true });
+    assert.deepEqual(logValues(r, 'final'), ['488']);
+    assert.match(logValues(r, 'reason')[0] ?? '', /^SIP;cause=488;/);
+    assertAllSucceeded(await carol, 1);
+    abort.abort();
+  });
+
   test('early media under direct media: the callee\'s own SDP reaches the caller in a 183', async () => {
     assert.deepEqual(await earlyMediaCall(agent, dir), ['callee']);
   });
