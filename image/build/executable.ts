@@ -105,6 +105,11 @@ export async function bundleAgent(repoRoot: string, outFile: string): Promise<{ 
       format: 'cjs',
       metafile: true,
       legalComments: 'none',
+      // Comments out: some carry non-ASCII characters (§, —), which made V8 hold the
+      // whole 3.3 MB script as a two-byte string (6.3 MB of heap in every agent); the
+      // smaller one-byte script costs ~2 MB. Names stay, so stack traces still read.
+      minifyWhitespace: true,
+      charset: 'ascii',
       logLevel: 'silent',
       banner: { js: moduleUrlBanner },
       plugins: [moduleUrlPlugin(repoRoot), nativeAddonPlugin(nativeAddons(repoRoot))],

@@ -108,6 +108,7 @@ describe('systemd unit and notification', { timeout: 90_000 }, () => {
     assert.equal(one('NoNewPrivileges'), 'true');
     assert.match(one('UnsetEnvironment') ?? '', /\bNODE_OPTIONS\b/);
     assert.match(one('After') ?? '', /branchline-provision\.service/);
+    assert.match(one('Environment') ?? '', /\bMALLOC_ARENA_MAX=2\b/);
   });
 
   test('READY=1 once SIP answers, WATCHDOG=1 at half the interval, STOPPING=1 on SIGTERM', async () => {
