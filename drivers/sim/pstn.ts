@@ -173,7 +173,9 @@ export class SimPstn extends EventEmitter<PstnEvents> implements PstnCallControl
     const law = target ? this.#span(target.span).profile.law : (this.#spans[0]?.profile.law ?? 'PCMU');
     const call = new PstnCall(this, 'inbound', from, request.to, law);
     if (!target) {
-      this.#later(MESSAGE_MS, () => this.#end(call, Q850.NO_CIRCUIT_AVAILABLE, 'network'));
+      // FXO ports all have numbers and none is this one: the exchange has no such line.
+      const unknown = this.#spans.every((s) => s.profile.kind === 'fxo' && s.number !== undefined && s.number !== request.to);
+      this.#later(MESSAGE_MS, () => this.#end(call, unknown ? Q850.UNALLOCATED_NUMBER : Q850.NO_CIRCUIT_AVAILABLE, 'network'));
       return call;
     }
     const span = this.#span(target.span);
@@ -375,7 +377,7 @@ export class SimPstn extends EventEmitter<PstnEvents> implements PstnCallControl
   #pickChannel(request: PlaceCallRequest): ChannelRef | undefined {
     const candidates = this.#spans
       .map((s, i) => ({ s, span: i + 1 }))
-      .filter(({ s, span }) => request.span === undefined || request.span === span)
+      .filter(({ span }) => request.span === undefined || request.span === span)
       // FXO: the port whose number was dialled, else any port without a number.
       .filter(({ s }) => s.profile.kind !== 'fxo' || s.number === undefined || s.number === request.to)
       .sort((a, b) => Number(b.s.number === request.to) - Number(a.s.number === request.to));

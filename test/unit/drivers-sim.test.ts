@@ -94,6 +94,9 @@ describe('sim signalling models', () => {
       const call = await incoming;
       assert.deepEqual(call.channel, { span: 3, channel: 1 });
       assert.equal(call.dialled, '5550102');
+      const nowhere = card.pstn.placeCall({ from: '2125550147', to: '5550999' });
+      await nowhere.until('released');
+      assert.equal(nowhere.releaseCause, 1, 'no port has that number: unallocated');
     });
   });
 });
