@@ -20,6 +20,7 @@ import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
 import { migrate } from './store/migrations.ts';
 import { SiteSync } from './sync/site-sync.ts';
+import { Trunks } from './trunks/trunks.ts';
 import { Voicemail } from './voicemail/voicemail.ts';
 import { UpdateJobs } from '../image/update-job.ts';
 import { PhoneProvisioning } from '../provisioning/phones/server.ts';
@@ -56,6 +57,7 @@ export class Agent {
   #media: MediaEngine | undefined;
   #calls: CallCore | undefined;
   #voicemail: Voicemail | undefined;
+  #trunks: Trunks | undefined;
 
   constructor(config: AgentConfig, logger: Logger) {
     this.config = config;
@@ -78,6 +80,11 @@ export class Agent {
 
   get calls(): CallCore | undefined {
     return this.#calls;
+  }
+
+  /** Line cards and trunk policy (docs/trunks.md); undefined without linecards[]. */
+  get trunks(): Trunks | undefined {
+    return this.#trunks;
   }
 
   async start(): Promise<void> {
@@ -199,6 +206,19 @@ export class Agent {
       this.#updates.start();
     }
     await this.#startCalls(db, realm, credentials);
+    // Line cards and trunks (docs/trunks.md). A card that fails is logged by the
+    // trunks; a trunk config the cards cannot carry leaves the agent without trunks,
+    // not without SIP.
+    if (config.linecards.length > 0) {
+      const trunks = new Trunks({ config, logger, bus: this.bus, db });
+      try {
+        await trunks.start();
+        this.#trunks = trunks;
+      } catch (err) {
+        logger.error({ event: 'trunks.failed', err }, `trunks failed to start: ${(err as Error).message}`);
+        await trunks.stop().catch(() => undefined);
+      }
+    }
 
     writeFileSync(path.join(config.state_dir, pidFileName), `${process.pid}\n`);
     logger.info(
@@ -316,6 +336,8 @@ export class Agent {
   async stop(): Promise<void> {
     // Calls end first (BYE to both sides, records written) while SIP still runs.
     await this.#calls?.stop().catch((err: unknown) => this.logger.error({ err }, 'call core failed to stop cleanly'));
+    // Then the lines (usage statistics written while the store is open).
+    await this.#trunks?.stop().catch((err: unknown) => this.logger.error({ err }, 'trunks failed to stop cleanly'));
     this.#voicemail?.stop();
     await this.#stack?.stop();
     await this.#media?.stop();

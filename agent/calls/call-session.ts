@@ -562,6 +562,7 @@ export class CallSession {
     const ackPromise = this.a.answer(sdp);
     this.call.transition('answered', `answered by ${leg.extension}`);
     this.log.info({ event: 'call.answered', by: leg.extension, policy: media.policy }, `${leg.extension} answered`);
+    media.armTimeout();
     await leg.sip.ack().catch((err: unknown) => this.log.warn({ err }, 'could not send ACK to the callee'));
     const ack = await ackPromise;
     if (ack === undefined) {

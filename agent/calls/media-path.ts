@@ -46,8 +46,10 @@ export interface MediaPath {
   midCallOffer(side: Side, sdp: string): MidCallAnswer;
   /** The ACK answering an offer we made in a 2xx to an offerless re-INVITE. */
   midCallAck(side: Side, sdp: string): void;
-  /** Anchored: called when a leg sent no RTP for media.media_timeout. */
+  /** Anchored: called when a leg sent no RTP for media.media_timeout, once armed. */
   onTimeout(listener: () => void): void;
+  /** The call was answered: silence from now on counts (phones may send nothing while ringing). */
+  armTimeout(): void;
   stop(): Promise<void>;
 }
 
@@ -75,6 +77,8 @@ export class DirectMediaPath implements MediaPath {
 
   onTimeout(): void {}
 
+  armTimeout(): void {}
+
   stop(): Promise<void> {
     return Promise.resolve();
   }
@@ -97,6 +101,7 @@ export class AnchoredMediaPath implements MediaPath {
   #callerSdp = '';
   #lateOffer = false;
   #timeoutListener: (() => void) | undefined;
+  #timeoutArmed = false;
   #stopped = false;
 
   constructor(engine: MediaEngine, log: Logger) {
@@ -167,6 +172,12 @@ export class AnchoredMediaPath implements MediaPath {
     this.#timeoutListener = listener;
   }
 
+  armTimeout(): void {
+    this.#timeoutArmed = true;
+    // Setting the same direction restarts a session's silence clock and re-arms it.
+    for (const leg of [this.#a, this.#b]) leg?.session.setDirection(leg.session.direction);
+  }
+
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
@@ -177,7 +188,9 @@ export class AnchoredMediaPath implements MediaPath {
   async #leg(): Promise<AnchoredLeg> {
     const session = await this.#engine.createSession({ logger: this.#log });
     // A leg that stopped sending RTP for media_timeout: the phone is gone.
-    session.on('timeout', () => this.#timeoutListener?.());
+    session.on('timeout', () => {
+      if (this.#timeoutArmed) this.#timeoutListener?.();
+    });
     if (this.#stopped) {
       await session.stop();
       throw new Error('media path stopped while a session was being created');

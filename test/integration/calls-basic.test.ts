@@ -366,3 +366,40 @@ describe('B2BUA with direct media', () => {
     abort.abort();
   });
 });
+
+describe('B2BUA with a media timeout', () => {
+  let agent: AgentHandle;
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'branchline-calls-timeout-'));
+    agent = await startAgent({ extensions: EXTENSIONS, extraConfig: { ...SIPP_AGENT_CONFIG, media: { policy: 'anchored', bind_address: '127.0.0.1', media_timeout: 2 } } });
+  });
+
+  after(async () => {
+    await agent?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('an answered anchored call whose phones send no RTP is hung up on both sides after media_timeout', async () => {
+    const port = await freeUdpTcpPort();
+    const users = await writeUsersFile(path.join(dir, 'reg.csv'), [{ user: '1002', password: 'bob-secret' }]);
+    assertAllSucceeded(await runSipp({ scenario: 'register-auth', remote: `127.0.0.1:${agent.udpPort}`, usersFile: users, localPort: port, calls: 1, authUri: agent.domain, set: { domain: agent.domain, expires: 600 }, timeoutMs: 10_000 }), 1);
+    const abort = new AbortController();
+    // It rings 3 s (longer than the timeout): silence before the answer does not count.
+    const bob = runSipp({ scenario: 'call-uas', localPort: port, calls: 1, timeoutMs: 30_000, abort: abort.signal, extraArgs: ['-d', '3000'] });
+    await new Promise((r) => setTimeout(r, 300));
+    const file = path.join(dir, 'calls.csv');
+    await writeFile(file, 'SEQUENTIAL\n1001;[authentication username=1001 password=alice-secret];1002\n');
+    const t0 = Date.now();
+    const r = await runSipp({ scenario: 'b2bua-uac-await-bye', remote: `127.0.0.1:${agent.udpPort}`, usersFile: file, calls: 1, authUri: `1002@${agent.domain}`, set: { domain: agent.domain }, timeoutMs: 20_000 });
+    assertAllSucceeded(r, 1, { allowRetransmissions: true });
+    assert.deepEqual(logValues(r, 'bye_reason'), ['SIP;cause=200;text="Media timeout"']);
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed >= 5000 && elapsed < 9000, `BYE about 2 s after the answer at 3 s (${elapsed} ms)`);
+    assertAllSucceeded(await bob, 1, { allowRetransmissions: true });
+    const ended = await agent.waitForLog((l) => l['event'] === 'call.ended', 5000);
+    assert.equal(ended['reason'], 'Media timeout');
+    abort.abort();
+  });
+});
