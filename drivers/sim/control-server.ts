@@ -9,7 +9,7 @@ import net from 'node:net';
 import { transcodeG711InPlace } from '../../agent/media/g711.ts';
 import { ToneSource } from '../../agent/media/tone-generator.ts';
 import { isQ850Cause } from '../q850.ts';
-import type { AlarmKind } from '../types.ts';
+import type { AlarmKind, ChannelInfo } from '../types.ts';
 import type { CallOutcome, CallSummary, ControlEvent, ControlRequest, ControlResponse } from './control-protocol.ts';
 import { PROTOCOL_VERSION } from './control-protocol.ts';
 import type { PstnCall } from './pstn-call.ts';
@@ -48,12 +48,15 @@ export interface ControlServerOptions {
   card: string;
   pstn: SimPstn;
   address: string;
+  /** The card's channels as the card sees them, for `status`. */
+  channels?: () => ChannelInfo[];
 }
 
 export class SimControlServer {
   readonly #card: string;
   readonly #pstn: SimPstn;
   readonly #address: string;
+  readonly #channels: () => ChannelInfo[];
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
   readonly #subscribers = new Set<net.Socket>();
@@ -64,6 +67,7 @@ export class SimControlServer {
     this.#card = options.card;
     this.#pstn = options.pstn;
     this.#address = options.address;
+    this.#channels = options.channels ?? (() => []);
     this.#server = net.createServer((socket) => this.#connection(socket));
   }
 
@@ -158,6 +162,8 @@ export class SimControlServer {
           protocol: PROTOCOL_VERSION,
           card: this.#card,
           spans: Array.from({ length: this.#pstn.spanCount() }, (_, i) => ({ span: i + 1, alarms: this.#pstn.alarms(i + 1) })),
+          // Busy channels only (an idle E1 would be 30 lines of nothing): "span/channel" → state.
+          channels: Object.fromEntries(this.#channels().filter((c) => c.state !== 'idle').map((c) => [`${c.span}/${c.channel}`, c.state])),
           subscribers: this.#pstn.subscribers(),
           calls: this.#summaries(),
         };

@@ -105,7 +105,7 @@ export class SimCard extends EventEmitter<LineCardEvents> implements LineCard {
   async start(): Promise<void> {
     if (this.#started) return;
     if (this.#controlAddress !== undefined) {
-      const control = new SimControlServer({ card: this.name, pstn: this.pstn, address: this.#controlAddress });
+      const control = new SimControlServer({ card: this.name, pstn: this.pstn, address: this.#controlAddress, channels: () => this.channels() });
       try {
         await control.start();
       } catch (err) {

@@ -74,10 +74,11 @@ describe('sim card as a separate process, loopback TCP control socket', () => {
   });
 
   it('reports the card, its span and no alarms', async () => {
-    const status = await client.request<{ protocol: number; card: string; spans: { span: number; alarms: string[] }[] }>({ op: 'status' });
+    const status = await client.request<{ protocol: number; card: string; spans: { span: number; alarms: string[] }[]; channels: Record<string, string> }>({ op: 'status' });
     assert.equal(status.protocol, 1);
     assert.equal(status.card, 'pstn');
     assert.deepEqual(status.spans, [{ span: 1, alarms: [] }]);
+    assert.deepEqual(status.channels, {}, 'every channel idle');
   });
 
   it('runs a whole call: answered on the top channel, audio both ways, normal clearing', async () => {
@@ -104,6 +105,8 @@ describe('sim card as a separate process, loopback TCP control socket', () => {
     const deadline = Date.now() + 5000;
     while (!events.some((e) => e.event === 'call.answered') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 300));
+    const status = await client.request<{ channels: Record<string, string> }>({ op: 'status' });
+    assert.deepEqual(status.channels, { '1/30': 'connected' }, 'the card side sees the call on the top channel');
     const calls = await client.request<CallSummary[]>({ op: 'calls' });
     const live = calls.find((c) => c.call === call.call)!;
     assert.equal(live.state, 'connected');
