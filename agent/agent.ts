@@ -5,6 +5,8 @@ import type { AgentConfig } from './config/types.ts';
 import { CallerAuthenticator } from './calls/caller-auth.ts';
 import { CallCore } from './calls/call-core.ts';
 import { CallTransfer } from './calls/features/transfer.ts';
+import { ReliableProvisionals } from './calls/features/reliable-provisionals.ts';
+import { SessionTimers } from './calls/features/session-timer.ts';
 import { ConfiguredDialPlan } from './calls/routing/dial-plan.ts';
 import { EventBus } from './events/bus.ts';
 import { MediaEngine } from './media/index.ts';
@@ -156,7 +158,8 @@ export class Agent {
       tcpIdleTimeoutMs: config.sip.tcp_idle_timeout * 1000,
       timers: config.sip.timers,
       checks: {
-        supportedExtensions: new Set(['path', 'outbound']),
+        // 100rel and timer: agent/calls/features (reliable provisionals, session timers).
+        supportedExtensions: new Set(['path', 'outbound', '100rel', 'timer']),
         // SDP for calls; DTMF relay bodies (INFO) and sipfrag (NOTIFY after REFER) pass between phones.
         acceptedContentTypes: new Set(['application/sdp', 'application/dtmf-relay', 'application/dtmf', 'message/sipfrag']),
         // The agent is the endpoint of every request it takes (registrar, B2BUA), never
@@ -295,6 +298,8 @@ export class Agent {
     // Transfer (REFER, RFC 3515): agent/calls/features.
     const transfer = new CallTransfer({ ...this.#calls.placement, routingState: this.#calls.routingState, core: this.#calls, log: logger.child({ subsystem: 'calls' }) });
     this.#calls.setInDialogHandler('REFER', transfer.handleRefer);
+    this.#calls.addFeature(new SessionTimers({ sessionExpires: config.calls.session_expires, minSE: config.calls.min_se }, this.#calls, this.bus));
+    this.#calls.addFeature(new ReliableProvisionals(this.#calls, config.sip.timers.t1));
     logger.info({ event: 'calls.ready', mediaPolicy: m.policy, rtp: `${m.port_range.min}-${m.port_range.max}`, advertise: this.#media.advertiseAddress }, 'call core ready');
   }
 
@@ -310,7 +315,7 @@ export class Agent {
     if (method === 'OPTIONS') {
       incoming.respond(200, 'OK', {
         toTag: 'opt',
-        headers: { Allow: allowedMethods, Accept: 'application/sdp', Supported: 'path, outbound' },
+        headers: { Allow: allowedMethods, Accept: 'application/sdp', Supported: 'path, outbound, 100rel, timer' },
       });
       return;
     }

@@ -97,6 +97,10 @@ export interface CallSettings {
   max_concurrent: number;
   /** Seconds. */
   retry_after: number;
+  /** Seconds (RFC 4028, agent/calls/features/session-timer.ts). */
+  session_expires: number;
+  /** Seconds, at least 90. */
+  min_se: number;
 }
 
 /** An extension's mailbox (agent/voicemail, docs/voicemail.md). */
