@@ -9,11 +9,11 @@ export * from './types.ts';
 export { Q850, causeText, isQ850Cause, type Q850Cause } from './q850.ts';
 
 export interface CreateLineCardOptions {
-  /** Sim cards: real signalling times × this (tests use a small value). */
+  /** Sim cards: real signalling times × this when the config does not say (`time_scale`). */
   timeScale?: number;
 }
 
-const SIM_ONLY = ['type', 'spans', 'signalling', 'ports', 'numbers', 'control', 'subscribers'] as const;
+const SIM_ONLY = ['type', 'spans', 'signalling', 'ports', 'numbers', 'control', 'subscribers', 'time_scale'] as const;
 const SERIAL_ONLY = ['kind', 'device', 'baud', 'number', 'command_timeout', 'dial_timeout', 'reopen_max'] as const;
 
 /**
@@ -80,7 +80,7 @@ function createSimCard(config: SimLineCardConfig, options: CreateLineCardOptions
     ...(config.ports !== undefined ? { ports: config.ports } : {}),
     ...(config.numbers !== undefined ? { numbers: config.numbers } : {}),
     ...(config.control !== undefined ? { control: config.control } : {}),
-    ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
+    ...((config.time_scale ?? options.timeScale) !== undefined ? { timeScale: config.time_scale ?? options.timeScale } : {}),
     subscribers: (config.subscribers ?? []).map((s) => ({
       number: s.number,
       ...(s.name !== undefined ? { name: s.name } : {}),

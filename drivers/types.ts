@@ -239,6 +239,8 @@ export interface SimLineCardConfig {
   numbers?: string[];
   /** Control socket of the simulated PSTN: host:port on loopback or a Unix socket path. */
   control?: string;
+  /** Real signalling times × this (default 1): FXO calls take 2.5 s to offer, CAS 1.2 s to dial. */
+  time_scale?: number;
   /** Subscribers the simulated PSTN starts with. */
   subscribers?: SimSubscriberConfig[];
 }

@@ -324,8 +324,6 @@ export const configSchema = {
       properties: {
         max_concurrent: { type: 'integer', minimum: 1, default: 500, description: 'calls in progress at once; more are answered 503 with Retry-After' },
         retry_after: { type: 'integer', minimum: 1, default: 30, description: 'seconds, in the Retry-After of that 503' },
-        session_expires: { type: 'integer', minimum: 90, maximum: 86400, default: 1800, description: 'seconds: RFC 4028 session interval offered to callers that support timers but ask for none' },
-        min_se: { type: 'integer', minimum: 90, maximum: 86400, default: 90, description: 'seconds: shortest session interval accepted; shorter ones get 422 (RFC 4028 forbids under 90)' },
       },
     },
     // agent/voicemail (docs/voicemail.md): site-wide settings; each mailbox is an
@@ -440,6 +438,7 @@ export const configSchema = {
             description: "sim fxo: each port's own number, in port order",
           },
           control: { type: 'string', minLength: 1, description: 'sim: control socket of the simulated PSTN, host:port (loopback) or a Unix socket path', restart: true },
+          time_scale: { type: 'number', minimum: 0, maximum: 10, description: 'sim: real signalling times × this (default 1; tests use less)' },
           subscribers: {
             type: 'array',
             items: {

@@ -174,7 +174,7 @@ describe('line cards from config', () => {
       {
         ...base,
         linecards: [
-          { driver: 'sim', name: 'pstn', type: 'e1', subscribers: [{ number: '5559000', behaviour: 'busy' }] },
+          { driver: 'sim', name: 'pstn', type: 'e1', time_scale: 0.05, subscribers: [{ number: '5559000', behaviour: 'busy' }] },
           { driver: 'serial-at', name: 'gsm', kind: 'cellular', device: '/dev/ttyUSB9' },
         ],
       },
@@ -182,9 +182,16 @@ describe('line cards from config', () => {
     );
     const cards = createLineCards(config.linecards);
     assert.deepEqual(cards.map((c) => [c.name, c.driver]), [['pstn', 'sim'], ['gsm', 'serial-at']]);
-    await cards[0]!.start();
-    assert.equal(cards[0]!.channels().length, 30);
-    await cards[0]!.stop();
+    const sim = cards[0]!;
+    await sim.start();
+    assert.equal(sim.channels().length, 30);
+    // The configured subscriber is busy, and time_scale shortened the signalling.
+    const release = new Promise<unknown>((resolve) => sim.once('release', resolve));
+    const t0 = performance.now();
+    await sim.dial({ span: 1, channel: 1 }, { number: '5559000' });
+    assert.ok(performance.now() - t0 < 25, 'PRI SETUP → CALL PROCEEDING at 0.05 × 30 ms');
+    assert.deepEqual(await release, { channel: { span: 1, channel: 1 }, cause: 17, by: 'remote' });
+    await sim.stop();
   });
 
   it('names keys that belong to the other driver, misplaced settings and duplicate names', () => {
