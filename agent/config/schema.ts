@@ -324,6 +324,8 @@ export const configSchema = {
       properties: {
         max_concurrent: { type: 'integer', minimum: 1, default: 500, description: 'calls in progress at once; more are answered 503 with Retry-After' },
         retry_after: { type: 'integer', minimum: 1, default: 30, description: 'seconds, in the Retry-After of that 503' },
+        session_expires: { type: 'integer', minimum: 90, maximum: 86400, default: 1800, description: 'seconds: RFC 4028 session interval offered to callers that support timers but ask for none' },
+        min_se: { type: 'integer', minimum: 90, maximum: 86400, default: 90, description: 'seconds: shortest session interval accepted; shorter ones get 422 (RFC 4028 forbids under 90)' },
       },
     },
     // agent/voicemail (docs/voicemail.md): site-wide settings; each mailbox is an
