@@ -68,6 +68,17 @@ export const configSchema = {
             max_expires: { type: 'integer', minimum: 1, default: 7200 },
             default_expires: { type: 'integer', minimum: 1, default: 3600 },
             max_contacts: { type: 'integer', minimum: 1, maximum: 100, default: 5 },
+            overload: {
+              type: 'object',
+              additionalProperties: false,
+              default: {},
+              properties: {
+                max_utilization: { type: 'number', minimum: 0, maximum: 1, default: 0.98, description: 'event-loop utilization, 0-1; 0 = not used' },
+                max_event_loop_lag_ms: { type: 'integer', minimum: 0, maximum: 10000, default: 500, description: 'ms; 0 = not used' },
+                max_pending_writes: { type: 'integer', minimum: 0, maximum: 1000000, default: 2000, description: '0 = not used' },
+                retry_after: { type: 'integer', minimum: 1, maximum: 3600, default: 10, description: 'seconds' },
+              },
+            },
           },
         },
         auth: {

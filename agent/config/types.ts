@@ -138,7 +138,14 @@ export interface AgentConfig {
     tcp_idle_timeout: number;
     /** RFC 3261 T1, T2, T4 in milliseconds. */
     timers: { t1: number; t2: number; t4: number };
-    registrar: { min_expires: number; max_expires: number; default_expires: number; max_contacts: number };
+    registrar: {
+      min_expires: number;
+      max_expires: number;
+      default_expires: number;
+      max_contacts: number;
+      /** Load shedding: when to answer new REGISTERs 503 (agent/registrar/load-shedder.ts). */
+      overload: { max_utilization: number; max_event_loop_lag_ms: number; max_pending_writes: number; retry_after: number };
+    };
     auth: { algorithms: AuthAlgorithm[]; nonce_lifetime: number };
     security: {
       rate_limit: { requests_per_second: number; burst: number };

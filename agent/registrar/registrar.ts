@@ -11,6 +11,7 @@ import { deleteBinding, loadBindings, upsertBinding, type Binding } from '../sto
 import type { Database } from '../store/db.ts';
 import type { GroupCommitter, Statement } from '../store/group-commit.ts';
 import { BindingTable } from './binding-table.ts';
+import { LoadShedder } from './load-shedder.ts';
 import { planRegistration, type RegistrationPlan } from './plan.ts';
 
 export interface Credentials {
@@ -45,12 +46,34 @@ export class Registrar {
   readonly #nonces: NonceService;
   readonly #algorithms: DigestAlgorithm[];
   readonly table = new BindingTable();
+  readonly #shedder: LoadShedder;
+  /** Registrations whose binding change waits for its commit (a load-shedding signal). */
+  #pendingWrites = 0;
   #expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: RegistrarDeps) {
     this.#deps = deps;
     this.#nonces = new NonceService({ lifetimeMs: deps.config.auth.nonce_lifetime * 1000 });
     this.#algorithms = [...deps.config.auth.algorithms];
+    const overload = deps.config.registrar.overload;
+    this.#shedder = new LoadShedder(overload, () => this.#pendingWrites, (r) => {
+      if (r.phase === 'started') {
+        deps.logger.warn(
+          { event: 'registrar.overload_started', shedding: r.level, utilization: r.utilization, lagMs: r.lagMs, pendingWrites: r.pendingWrites, limits: overload },
+          'registrar overloaded: answering new REGISTERs 503 with Retry-After until it catches up',
+        );
+      } else {
+        deps.logger.warn(
+          { event: 'registrar.overload_ended', worst: r.level, shed: r.shed, durationMs: r.durationMs },
+          `registrar caught up after ${r.durationMs} ms; ${r.shed} REGISTERs were answered 503`,
+        );
+      }
+    });
+  }
+
+  /** REGISTERs answered 503 (load shedding) since start. */
+  get shedCount(): number {
+    return this.#shedder.shedTotal;
   }
 
   /** Restores bindings from the store (dropping those that expired while we were down). */
@@ -67,9 +90,11 @@ export class Registrar {
     this.#deps.logger.info({ event: 'registrar.restored', bindings: live.length, expiredWhileDown: expired.length }, 'registrar bindings restored');
     this.#expiryTimer = setInterval(() => this.#expire(), 1000);
     this.#expiryTimer.unref();
+    this.#shedder.start();
   }
 
   stop(): void {
+    this.#shedder.stop();
     if (this.#expiryTimer) clearInterval(this.#expiryTimer);
     this.#expiryTimer = undefined;
   }
@@ -90,11 +115,16 @@ export class Registrar {
       return;
     }
     const extension = unescapeUriPart(aor.user);
+    const authorization = req.headers.authorization ?? [];
+    // Before any digest work: shedding must cost less than serving.
+    if (this.#shedder.shouldShed(authorization.length > 0)) {
+      incoming.respondStateless(503, 'Service Unavailable', { toTag: 'reg', headers: { 'Retry-After': String(this.#shedder.retryAfter()) } });
+      return;
+    }
 
     // Unknown extensions get the site's default, so a challenge says nothing about
     // which extensions exist.
     const algorithms = this.#deps.credentials.get(extension)?.algorithms ?? this.#algorithms;
-    const authorization = req.headers.authorization ?? [];
     if (authorization.length === 0) return this.#challenge(incoming, false, algorithms);
     const verdict = verifyAuthorization({
       authorization,
@@ -172,12 +202,15 @@ export class Registrar {
     // The table changes now so that a REGISTER arriving before the commit sees it;
     // the phone hears 200 only once the change is on disk.
     this.table.set(extension, plan.next);
+    this.#pendingWrites++;
     try {
       await this.#deps.committer.submit(statements);
     } catch (err) {
       log().error({ err, event: 'registration.store_failed', extension }, 'could not store the registration; answering 500');
       incoming.respond(500, 'Server Internal Error', { toTag: 'reg', headers: { 'Retry-After': '30' } });
       return;
+    } finally {
+      this.#pendingWrites--;
     }
     const now = Date.now();
     for (const b of plan.removed) {
