@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import * as esbuild from 'esbuild';
+import { V8_MEMORY_FLAGS } from '../../agent/runtime/memory-flags.ts';
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
@@ -157,9 +158,9 @@ export async function buildExecutable(opts: ExecutableOptions): Promise<{ bundle
       useSnapshot: false,
       // The service unit also drops NODE_OPTIONS; here the binary itself ignores it,
       // so no environment can inject code or flags into the agent.
-      // The same young-generation cap agent/cli.ts sets when run from sources (its
-      // comment has the figures); here it applies from the first allocation.
-      execArgv: ['--max-semi-space-size=4'],
+      // The same V8 heap flags agent/cli.ts relaunches with when run from sources
+      // (agent/runtime/memory-flags.ts has the figures).
+      execArgv: [...V8_MEMORY_FLAGS],
       execArgvExtension: 'none',
     }),
   );

@@ -1,0 +1,65 @@
+// How the agent's process is tuned for memory, and how those settings reach it
+// whichever way it was started (bin/branchline.mjs, scripts/start.sh, the test
+// helpers, a service unit). Figures and the measurements behind each value:
+// docs/decisions/0007-registrar-memory-and-start.md.
+//
+// V8 reads its heap sizing flags when the heap is created, so
+// v8.setFlagsFromString() from inside the process comes too late (measured: the
+// same RSS with and without it). They must be on the command line: when they are
+// not, the entry point replaces the process with itself plus the flags
+// (process.execve keeps the PID, stdio and arguments; it costs one more Node start,
+// ~40 ms, before any module of ours is loaded).
+
+import { isSea } from 'node:sea';
+
+/**
+ * - a 4 MB cap on each young-generation semi-space: V8 otherwise grows the young
+ *   generation to tens of MB under load and keeps it;
+ * - the old generation may grow to 1.2x its live size before a full collection,
+ *   instead of up to 4x: at 2,000-3,000 registrations/s V8 let ~35 MB of live data
+ *   grow to ~150 MB of heap between collections.
+ */
+export const V8_MEMORY_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--heap-growing-percent=20'];
+
+/**
+ * glibc gives each thread that allocates (SQLite's and V8's worker threads) its own
+ * malloc arena, each of which keeps its freed memory; two arenas are enough for a
+ * process whose JavaScript runs on one thread.
+ */
+export const MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+
+/** Set in the relaunched process so that it never relaunches again. */
+const RELAUNCHED_ENV = 'BRANCHLINE_RUNTIME_TUNED';
+
+function flagName(flag: string): string {
+  return flag.split('=')[0] ?? flag;
+}
+
+/** The flags from V8_MEMORY_FLAGS not already given (a flag given with another value wins). */
+export function missingFlags(execArgv: readonly string[]): string[] {
+  const given = new Set(execArgv.map(flagName).map((f) => f.replace(/_/g, '-')));
+  return V8_MEMORY_FLAGS.filter((f) => !given.has(flagName(f)));
+}
+
+/**
+ * Replaces the current process with the same command plus the memory flags and
+ * malloc settings, when any are missing. Returns only when nothing needs doing, or
+ * when the process cannot be replaced here (a single executable carries the flags
+ * in its own execArgv; a platform without execve runs untuned rather than not at
+ * all). Call before loading anything else.
+ */
+export function relaunchWithMemoryFlags(): void {
+  if (process.env[RELAUNCHED_ENV] === '1' || isSea() || typeof process.execve !== 'function') return;
+  const flags = missingFlags(process.execArgv);
+  const env: Record<string, string | undefined> = { ...process.env, [RELAUNCHED_ENV]: '1' };
+  let envChanged = false;
+  for (const [key, value] of Object.entries(MALLOC_ENV)) {
+    if (env[key] === undefined) {
+      env[key] = value;
+      envChanged = true;
+    }
+  }
+  if (flags.length === 0 && !envChanged) return;
+  const args = [process.execPath, ...process.execArgv, ...flags, ...process.argv.slice(1)];
+  process.execve(process.execPath, args, env);
+}
