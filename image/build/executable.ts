@@ -28,27 +28,51 @@ export class BuildError extends Error {
 
 /** A native addon the bundle loads, and where the build finds it. */
 export interface NativeAddon {
-  /** The name the package asks `bindings` for. */
+  /** The file name beside the executable (for `bindings`: the name the package asks for). */
   name: string;
   /** The built addon in node_modules. */
   source: string;
+  /** How the package finds it: `bindings` (sqlite3) or `node-gyp-build` (serialport). */
+  loader: 'bindings' | 'node-gyp-build';
 }
 
-export function nativeAddons(repoRoot: string): NativeAddon[] {
-  return [{ name: 'node_sqlite3.node', source: path.join(repoRoot, 'node_modules/sqlite3/build/Release/node_sqlite3.node') }];
+export function nativeAddons(repoRoot: string, arch: string = process.arch): NativeAddon[] {
+  return [
+    { name: 'node_sqlite3.node', source: path.join(repoRoot, 'node_modules/sqlite3/build/Release/node_sqlite3.node'), loader: 'bindings' },
+    // serialport ships prebuilt addons per platform; the glibc one for Debian.
+    {
+      name: 'serialport_bindings.node',
+      source: path.join(repoRoot, `node_modules/@serialport/bindings-cpp/prebuilds/linux-${arch}/@serialport+bindings-cpp.glibc.node`),
+      loader: 'node-gyp-build',
+    },
+  ];
 }
 
 /**
- * `bindings` finds an addon by walking up from the calling file, which a bundle no
- * longer has. Replace it: load the addon by name from the executable's own folder.
+ * `bindings` and `node-gyp-build` find an addon by walking up from the calling file,
+ * which a bundle no longer has. Replace both: load the addon from the executable's own
+ * folder (`node-gyp-build` has one user, serialport, so it loads that one addon).
  */
 function nativeAddonPlugin(addons: readonly NativeAddon[]): esbuild.Plugin {
-  const known = JSON.stringify(addons.map((a) => a.name));
+  const known = JSON.stringify(addons.filter((a) => a.loader === 'bindings').map((a) => a.name));
+  const gyp = addons.filter((a) => a.loader === 'node-gyp-build').map((a) => a.name);
+  if (gyp.length !== 1) throw new BuildError('EBUILD_BUNDLE', `node-gyp-build can stand for exactly one shipped addon, not ${gyp.length}`);
   return {
     name: 'branchline-native-addons',
     setup(build) {
       build.onResolve({ filter: /^bindings$/ }, () => ({ path: 'bindings', namespace: 'branchline-native' }));
-      build.onLoad({ filter: /.*/, namespace: 'branchline-native' }, () => ({
+      build.onResolve({ filter: /^node-gyp-build$/ }, () => ({ path: 'node-gyp-build', namespace: 'branchline-native' }));
+      build.onLoad({ filter: /^node-gyp-build$/, namespace: 'branchline-native' }, () => ({
+        loader: 'js',
+        contents: `
+          const path = require('node:path');
+          module.exports = function nodeGypBuild() {
+            const mod = { exports: {} };
+            process.dlopen(mod, path.join(path.dirname(process.execPath), ${JSON.stringify(gyp[0])}));
+            return mod.exports;
+          };`,
+      }));
+      build.onLoad({ filter: /^bindings$/, namespace: 'branchline-native' }, () => ({
         loader: 'js',
         contents: `
           const path = require('node:path');
