@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { encodeG711 } from '../../agent/media/g711.ts';
 import { SimControlClient } from '../../drivers/sim/control-client.ts';
 import type { CallOutcome, CallSummary, ControlEvent } from '../../drivers/sim/control-protocol.ts';
+import { startAgent } from '../helpers/agent.ts';
+import { freeUdpTcpPort } from '../helpers/ports.ts';
 import { track, waitExit } from '../helpers/proc.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -195,5 +197,31 @@ describe('sim card over a Unix socket, and `branchline sim call`', () => {
     const usage = await runCli(['sim', 'call', '--config', configFile, '--to', '5550100']);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--from NUMBER is required/);
+  });
+});
+
+describe('`branchline sim call` against the running agent', () => {
+  it('reaches the agent through its sim card: a DID the agent does not have is refused with cause 1, exit 1', async () => {
+    const control = `127.0.0.1:${await freeUdpTcpPort()}`;
+    const agent = await startAgent({
+      extensions: [{ number: '1001', password: 'alice-1001-secret' }],
+      extraConfig: { linecards: [{ driver: 'sim', name: 'pstn', type: 'e1', control, time_scale: 0.05 }] },
+    });
+    try {
+      await agent.waitForLog((l) => l['msg'] === 'line card started', 10_000);
+      const { code, stdout, stderr } = await runCli(['sim', 'call', '--config', agent.configPath, '--from', '2125550147', '--to', '5559999', '--talk', '1']);
+      assert.equal(code, 1, stderr);
+      const outcome = JSON.parse(stdout.trim()) as CallOutcome;
+      assert.deepEqual(outcome, {
+        answered: false,
+        channel: 'pstn/1/30',
+        seconds: 0,
+        packets: { sent: 0, received: 0, audible_received: 0 },
+        cause: 1,
+        audio_both_ways: false,
+      });
+    } finally {
+      await agent.cleanup();
+    }
   });
 });

@@ -39,8 +39,8 @@ import { dialTarget, type DialerDeps } from './target-dialer.ts';
 export interface TransferCore {
   /** The call and side holding a dialog, tags as this agent sees them. */
   findDialog(callId: string, localTag: string, remoteTag: string): { session: CallSession; side: Side } | undefined;
-  /** Routes the requests of one dialog to `handler` instead of its call (undefined: back to normal). */
-  interceptDialog(dialogId: string, handler: ((incoming: IncomingRequest) => void) | undefined): void;
+  /** Routes the requests of one dialog to `handler` instead of its call; returns the undo. */
+  interceptDialog(dialogId: string, handler: (incoming: IncomingRequest) => void): () => void;
 }
 
 export interface TransferDeps extends DialerDeps {
@@ -96,14 +96,11 @@ function copyDialog(d: Dialog): Dialog {
 /** A let-go referrer's dialog: its BYE is answered (and remembered); the rest is over. */
 class ReleasedDialog {
   byeReceived = false;
-  readonly #core: TransferCore;
-  readonly #id: string;
+  readonly #undo: () => void;
   readonly #timer: NodeJS.Timeout;
 
   constructor(core: TransferCore, dialog: Dialog) {
-    this.#core = core;
-    this.#id = dialog.id;
-    core.interceptDialog(this.#id, (incoming) => this.#handle(incoming));
+    this.#undo = core.interceptDialog(dialog.id, (incoming) => this.#handle(incoming));
     this.#timer = setTimeout(() => this.release(), RELEASED_DIALOG_MS);
     this.#timer.unref();
   }
@@ -122,7 +119,7 @@ class ReleasedDialog {
   /** The dialog's requests go back to normal routing (481 once no call holds it). */
   release(): void {
     clearTimeout(this.#timer);
-    this.#core.interceptDialog(this.#id, undefined);
+    this.#undo();
   }
 }
 
