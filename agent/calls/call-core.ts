@@ -22,7 +22,7 @@ import { Call, type CallChange } from './call.ts';
 import { CallSession, type InDialogHandler, type SessionContext, type TargetHandler } from './call-session.ts';
 import { AnchoredMediaPath, DirectMediaPath, type MediaPath, type Side } from './media-path.ts';
 import type { DialPlan, RouteTarget, RoutingState } from './routing/types.ts';
-import { InboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
+import { ALLOWED_METHODS, InboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
 
 /**
  * A feature that takes part in every call (features/session-timer.ts,
@@ -54,6 +54,43 @@ export interface CallCoreOptions {
   records?: CallRecordStore;
 }
 
+/**
+ * A call that did not start with an INVITE to the core: a line-card channel calling
+ * in (agent/calls/channel-call.ts). The core counts it against the call limit and
+ * in the routing state, gives it the requests of the dialogs it registers, ends it
+ * on stop(), and emits its events and writes its record like any other call.
+ */
+export interface AdoptedCall {
+  readonly call: Call;
+  readonly log: Logger;
+  /** Extensions the call involves now (RoutingState.activeCalls). */
+  parties(): string[];
+  /** A request in one of the dialogs it registered. */
+  handleInDialog(incoming: IncomingRequest): Promise<void>;
+  /** The agent stops: end the call now. */
+  shutdown(): Promise<void>;
+}
+
+/** What the core gives an adopted call. */
+export interface AdoptedCallLink {
+  registerDialog(dialogId: string): void;
+  unregisterDialog(dialogId: string): void;
+  /** The call has ended (after call.end()): events and the record. */
+  ended(): void;
+}
+
+export interface AdoptedCallInit {
+  caller: string;
+  callerName?: string;
+  dialed: string;
+  mediaPolicy: MediaPolicyName;
+  /** Fields for every log line of the call (the channel, the DID). */
+  logContext?: Record<string, unknown>;
+}
+
+/** Requests that are meaningless outside a dialog (RFC 3261 §12.2.2: 481 there). */
+const IN_DIALOG_ONLY = new Set(['BYE', 'UPDATE', 'INFO', 'PRACK', 'NOTIFY']);
+
 /** Visual separators people type in numbers ("+1 (555) 010-2000"). */
 const SEPARATORS = /[\s().-]/g;
 
@@ -69,6 +106,8 @@ export class CallCore {
   readonly #intercepted = new Map<string, (incoming: IncomingRequest) => void>();
   readonly #features: CallFeature[] = [];
   readonly #pendingRecords = new Set<Promise<void>>();
+  readonly #adopted = new Set<AdoptedCall>();
+  readonly #adoptedDialogs = new Map<string, AdoptedCall>();
   readonly #routingState: RoutingState;
   readonly #ctx: SessionContext;
   #running = false;
@@ -78,7 +117,7 @@ export class CallCore {
     this.#log = opts.logger;
     this.#routingState = {
       registeredContacts: (extension) => opts.bindingsOf(extension).length,
-      activeCalls: (extension) => [...this.#sessions].filter((s) => s.call.state !== 'ended' && s.parties().includes(extension)).length,
+      activeCalls: (extension) => [...this.#sessions, ...this.#adopted].filter((s) => s.call.state !== 'ended' && s.parties().includes(extension)).length,
     };
     this.#ctx = {
       stack: opts.stack,
@@ -105,7 +144,7 @@ export class CallCore {
   async stop(): Promise<void> {
     this.#running = false;
     // BYEs to phones that are gone would wait 32 s for an answer: shutdown waits 2 s at most.
-    const ended = Promise.all([...this.#sessions].map((s) => s.shutdown()));
+    const ended = Promise.all([...this.#sessions, ...this.#adopted].map((s) => s.shutdown()));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([ended, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))]);
     clearTimeout(timer);
@@ -114,7 +153,51 @@ export class CallCore {
 
   /** Calls in progress (not ended). */
   get activeCalls(): number {
-    return this.#sessions.size;
+    return this.#sessions.size + this.#adopted.size;
+  }
+
+  /**
+   * Takes on a call that started outside SIP (a line-card channel calling in):
+   * `build` makes it around a Call wired to the core's events. Refused when the core
+   * is not running or at calls.max_concurrent.
+   */
+  adopt(init: AdoptedCallInit, build: (call: Call, link: AdoptedCallLink, log: Logger) => AdoptedCall): AdoptedCall | 'stopped' | 'overloaded' {
+    if (!this.#running) return 'stopped';
+    if (this.activeCalls >= this.#opts.maxConcurrent) {
+      this.#log.warn({ event: 'call.overload', active: this.activeCalls, max: this.#opts.maxConcurrent, ...init.logContext }, 'call refused: concurrent call limit reached');
+      return 'overloaded';
+    }
+    const call = new Call({
+      siteId: this.#opts.siteId,
+      caller: init.caller,
+      ...(init.callerName === undefined ? {} : { callerName: init.callerName }),
+      dialed: init.dialed,
+      mediaPolicy: init.mediaPolicy,
+      onChange: (change) => this.#changed(change),
+    });
+    const log = this.#log.child({ call: call.id, ...init.logContext });
+    const dialogs = new Set<string>();
+    let adopted: AdoptedCall | undefined;
+    const link: AdoptedCallLink = {
+      registerDialog: (id) => {
+        if (adopted === undefined) return;
+        dialogs.add(id);
+        this.#adoptedDialogs.set(id, adopted);
+      },
+      unregisterDialog: (id) => {
+        dialogs.delete(id);
+        this.#adoptedDialogs.delete(id);
+      },
+      ended: () => {
+        if (adopted === undefined || !this.#adopted.delete(adopted)) return;
+        for (const id of dialogs) this.#adoptedDialogs.delete(id);
+        this.#record(call, log);
+      },
+    };
+    adopted = build(call, link, log);
+    this.#adopted.add(adopted);
+    this.#opts.bus.emit('call.state', { id: call.id, state: 'routing', reason: 'line call', at: call.startedAt, caller: call.caller, dialed: call.dialed });
+    return adopted;
   }
 
   /**
@@ -176,7 +259,10 @@ export class CallCore {
     }
     if (req.method === 'ACK') return; // for a final response we no longer track
     if (req.method !== 'INVITE') {
-      incoming.respond(481, 'Call/Transaction Does Not Exist');
+      // Methods that only live in a dialog: there is none. Others (an out-of-dialog
+      // MESSAGE or REFER) are not something the agent serves outside a call.
+      if (IN_DIALOG_ONLY.has(req.method)) incoming.respond(481, 'Call/Transaction Does Not Exist');
+      else incoming.respond(405, 'Method Not Allowed', { headers: { Allow: `${ALLOWED_METHODS}, REGISTER` } });
       return;
     }
     this.#newCall(incoming).catch((err: unknown) => {
@@ -194,6 +280,14 @@ export class CallCore {
     const intercepted = this.#intercepted.get(dialogId);
     if (intercepted !== undefined) {
       intercepted(incoming);
+      return;
+    }
+    const adopted = this.#adoptedDialogs.get(dialogId);
+    if (adopted !== undefined) {
+      adopted.handleInDialog(incoming).catch((err: unknown) => {
+        adopted.log.error({ err, method: incoming.request.method }, 'in-dialog request failed');
+        incoming.respond(500, 'Server Internal Error');
+      });
       return;
     }
     const found = this.#byDialog.get(dialogId);
@@ -215,8 +309,8 @@ export class CallCore {
       incoming.respond(503, 'Service Unavailable', { toTag: tag, headers: { 'Retry-After': String(opts.retryAfterSec), Reason: reasonHeader(503, 'Starting or stopping') } });
       return;
     }
-    if (this.#sessions.size >= opts.maxConcurrent) {
-      this.#log.warn({ event: 'call.overload', active: this.#sessions.size, max: opts.maxConcurrent }, 'call refused: concurrent call limit reached');
+    if (this.activeCalls >= opts.maxConcurrent) {
+      this.#log.warn({ event: 'call.overload', active: this.activeCalls, max: opts.maxConcurrent }, 'call refused: concurrent call limit reached');
       incoming.respond(503, 'Service Unavailable', { toTag: tag, headers: { 'Retry-After': String(opts.retryAfterSec), Reason: reasonHeader(503, 'Too many calls') } });
       return;
     }
@@ -274,14 +368,19 @@ export class CallCore {
   #ended(session: CallSession): void {
     this.#sessions.delete(session);
     this.#byInvite.delete(session.a.incoming);
-    const record = session.call.toRecord();
-    session.log.info({ event: 'call.ended', disposition: record.disposition, status: record.finalStatus, reason: record.reason, durationMs: record.endedAt - record.startedAt }, `call ended: ${record.disposition}`);
+    this.#record(session.call, session.log);
+  }
+
+  /** Logs the end of a call, emits call.ended and writes its record. */
+  #record(call: Call, log: Logger): void {
+    const record = call.toRecord();
+    log.info({ event: 'call.ended', disposition: record.disposition, status: record.finalStatus, reason: record.reason, durationMs: record.endedAt - record.startedAt }, `call ended: ${record.disposition}`);
     this.#opts.bus.emit('call.ended', { record });
     const store = this.#opts.records;
     if (store === undefined) return;
     const write = store
       .write(record)
-      .catch((err: unknown) => session.log.error({ err, event: 'call.record_failed' }, 'could not store the call record'))
+      .catch((err: unknown) => log.error({ err, event: 'call.record_failed' }, 'could not store the call record'))
       .finally(() => this.#pendingRecords.delete(write));
     this.#pendingRecords.add(write);
   }
