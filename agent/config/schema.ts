@@ -192,8 +192,9 @@ export const configSchema = {
         },
       },
     },
-    // agent/sync/peers.ts and agent/sync/files/ (docs/sync.md#peers): what this site
-    // tells its peers about itself, and file transfer between sites.
+    // agent/sync/peers.ts and agent/sync/files/ (docs/sync.md#peers): where peers send
+    // this site's calls (its extensions and top-level `dids` are published with it),
+    // and file transfer between sites.
     peers: {
       type: 'object',
       additionalProperties: false,
@@ -201,20 +202,6 @@ export const configSchema = {
       properties: {
         sip_address: { ...listen, description: 'host:port peers send inter-site calls to; default: sip.udp (a wildcard host becomes the first external IPv4 address)' },
         transport: { enum: ['udp', 'tcp'], default: 'udp', description: 'transport peers use for inter-site calls' },
-        dids: {
-          type: 'array',
-          default: [],
-          items: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['number'],
-            properties: {
-              number: { type: 'string', pattern: '^\\+?[0-9]{2,20}$', description: 'a PSTN number this site is home for' },
-              extension: { type: 'string', pattern: '^[0-9]{2,15}$', description: 'the extension it rings; its DID for the PSTN fallback' },
-            },
-          },
-          description: 'PSTN numbers (DIDs) this site is home for, published in the peers directory',
-        },
         files: {
           type: 'object',
           additionalProperties: false,

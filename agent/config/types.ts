@@ -211,7 +211,6 @@ export interface PeersConfig {
   /** host:port text; absent: sip.udp. */
   sip_address?: string;
   transport: 'udp' | 'tcp';
-  dids: Array<{ number: string; extension?: string }>;
   files: { chunk_size: number; window: number; status_timeout: number; max_bytes: number };
 }
 

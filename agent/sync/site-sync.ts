@@ -20,7 +20,7 @@ import { SyncService } from './service.ts';
 import { SyncStateStore } from './state-store.ts';
 
 export interface SiteSyncOptions {
-  config: Pick<AgentConfig, 'site' | 'mqtt' | 'sync' | 'health' | 'peers' | 'extensions' | 'sip' | 'state_dir'>;
+  config: Pick<AgentConfig, 'site' | 'mqtt' | 'sync' | 'health' | 'peers' | 'extensions' | 'dids' | 'sip' | 'state_dir'>;
   logger: Logger;
   bus: EventBus;
   db: Database;
@@ -48,8 +48,8 @@ function externalIPv4(): string | undefined {
 }
 
 /** What this site publishes in the peers directory, from its config. */
-export function ownDirectory(config: Pick<AgentConfig, 'peers' | 'extensions' | 'sip'>): OwnDirectory {
-  const { peers, sip } = config;
+export function ownDirectory(config: Pick<AgentConfig, 'peers' | 'extensions' | 'dids' | 'sip'>): OwnDirectory {
+  const { peers, sip, dids } = config;
   let address = peers.sip_address;
   if (address === undefined) {
     const l = peers.transport === 'tcp' ? sip.tcp : sip.udp;
@@ -57,12 +57,17 @@ export function ownDirectory(config: Pick<AgentConfig, 'peers' | 'extensions' | 
     const host = wildcard ? (externalIPv4() ?? '127.0.0.1') : l.host;
     address = `${host.includes(':') ? `[${host}]` : host}:${l.port}`;
   }
+  // An extension's DID (for the PSTN fallback) is the first `dids` entry that rings it.
   const didOf = new Map<string, string>();
-  for (const d of peers.dids) if (d.extension !== undefined && !didOf.has(d.extension)) didOf.set(d.extension, d.number);
+  for (const d of dids) if (d.extension !== undefined && !didOf.has(d.extension)) didOf.set(d.extension, d.number);
   return {
     sip: { address, domain: sip.domain, transport: peers.transport },
     extensions: config.extensions.map((e) => ({ number: e.number, ...(e.name !== undefined ? { name: e.name } : {}), ...(didOf.has(e.number) ? { did: didOf.get(e.number) as string } : {}) })),
-    dids: peers.dids.map((d) => ({ number: d.number, ...(d.extension !== undefined ? { extension: d.extension } : {}) })),
+    // A DID rings an extension or a ring group: either is the number to call at the peer.
+    dids: dids.map((d) => {
+      const target = d.extension ?? d.group;
+      return { number: d.number, ...(target !== undefined ? { extension: target } : {}) };
+    }),
   };
 }
 

@@ -37,8 +37,10 @@ export interface TestSiteOptions {
   /** Reuse a state directory (restart); default a fresh temp one. */
   dir?: string;
   extensions?: Array<{ number: string; name?: string }>;
-  /** Merged into the config's `peers` section. */
+  /** The config's `peers` section. */
   peers?: Record<string, unknown>;
+  /** The config's top-level `dids` (published in the peers directory). */
+  dids?: Array<Record<string, unknown>>;
   sip?: Record<string, unknown>;
   /** The config's `sync` section (window, ack_timeout). */
   sync?: Record<string, unknown>;
@@ -67,6 +69,7 @@ export async function startTestSite(o: TestSiteOptions): Promise<TestSite> {
       mqtt: { url: o.broker, reconnect_period: 0.2, keepalive: 5 },
       health: { telemetry_period: 3600 },
       peers: o.peers ?? {},
+      ...(o.dids ? { dids: o.dids } : {}),
       ...(o.sync ? { sync: o.sync } : {}),
     },
     path.join(dir, 'config.yaml'),

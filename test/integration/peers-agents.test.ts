@@ -16,11 +16,11 @@ let a: AgentHandle;
 let b: AgentHandle;
 const handles: AgentHandle[] = [];
 
-function agent(site: string, extensions: string[], peers: Record<string, unknown>, stateDir?: string): Promise<AgentHandle> {
+function agent(site: string, extensions: string[], dids: Array<Record<string, unknown>>, stateDir?: string): Promise<AgentHandle> {
   return startAgent({
     extensions: extensions.map((number) => ({ number, password: 'pw-' + number })),
     ...(stateDir ? { stateDir } : {}),
-    extraConfig: { site: { id: site }, mqtt: { url: broker.url, reconnect_period: 0.2, keepalive: 5 }, health: { telemetry_period: 3600 }, peers },
+    extraConfig: { site: { id: site }, mqtt: { url: broker.url, reconnect_period: 0.2, keepalive: 5 }, health: { telemetry_period: 3600 }, dids },
   }).then((h) => {
     handles.push(h);
     return h;
@@ -46,8 +46,8 @@ async function command<T>(site: string, name: string, args: Record<string, unkno
 
 before(async () => {
   broker = await startMosquitto();
-  a = await agent('site-a', ['1001', '1002'], { dids: [{ number: '+15550101001', extension: '1001' }] });
-  b = await agent('site-b', ['2001'], { dids: [{ number: '+15550202000', extension: '2001' }] });
+  a = await agent('site-a', ['1001', '1002'], [{ number: '+15550101001', extension: '1001' }]);
+  b = await agent('site-b', ['2001'], [{ number: '+15550202000', extension: '2001' }]);
 });
 
 after(async () => {
@@ -97,7 +97,7 @@ test('the cache answers after a broker restart and after an agent restart during
   broker.kill();
   await a.stop();
   const dirA = a.stateDir;
-  a = await agent('site-a', ['1001', '1002'], { dids: [{ number: '+15550101001', extension: '1001' }] }, dirA);
+  a = await agent('site-a', ['1001', '1002'], [{ number: '+15550101001', extension: '1001' }], dirA);
   await broker.start();
   const home = await waitFor('site-a reconnected', async () => command<PeerHome | null>('site-a', 'peers.lookup', { number: '2001' }, 1000).catch(() => undefined), 20_000);
   assert.ok(home);

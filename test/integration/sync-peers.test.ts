@@ -11,8 +11,8 @@ import { startTestSite, waitFor, type TestSite } from '../helpers/site-sync.ts';
 let broker: MosquittoHandle;
 const sites: TestSite[] = [];
 
-async function site(id: string, extensions: string[], peers: Record<string, unknown> = {}, dir?: string): Promise<TestSite> {
-  const s = await startTestSite({ id, broker: broker.url, extensions: extensions.map((number) => ({ number, name: `User ${number}` })), peers, ...(dir ? { dir } : {}) });
+async function site(id: string, extensions: string[], config: { peers?: Record<string, unknown>; dids?: Array<Record<string, unknown>> } = {}, dir?: string): Promise<TestSite> {
+  const s = await startTestSite({ id, broker: broker.url, extensions: extensions.map((number) => ({ number, name: `User ${number}` })), ...config, ...(dir ? { dir } : {}) });
   sites.push(s);
   return s;
 }
@@ -27,12 +27,12 @@ after(async () => {
 });
 
 test('each site finds the home of the other site’s extensions and DIDs', async () => {
-  const a = await site('site-a', ['1001', '1002'], { sip_address: '198.18.0.1:5060', dids: [{ number: '+15550101001', extension: '1001' }] });
-  const b = await site('site-b', ['2001'], { sip_address: '198.18.1.1:5070', transport: 'tcp', dids: [{ number: '+15550202000' }] });
+  const a = await site('site-a', ['1001', '1002'], { peers: { sip_address: '198.18.0.1:5060' }, dids: [{ number: '+15550101001', extension: '1001' }] });
+  const b = await site('site-b', ['2001'], { peers: { sip_address: '198.18.1.1:5070', transport: 'tcp' }, dids: [{ number: '+15550202000', extension: '2001' }] });
 
   const fromA = await waitFor('site-b in site-a’s directory', () => a.peers.homeOf('2001')?.reachable && a.peers.homeOf('2001'));
-  assert.deepEqual(fromA, { siteId: 'site-b', sipAddress: '198.18.1.1:5070', domain: 'site-b.test', transport: 'tcp', presence: 'online', reachable: true, kind: 'extension', extension: '2001' });
-  assert.deepEqual(a.peers.homeOf('+15550202000'), { siteId: 'site-b', sipAddress: '198.18.1.1:5070', domain: 'site-b.test', transport: 'tcp', presence: 'online', reachable: true, kind: 'did', did: '+15550202000' });
+  assert.deepEqual(fromA, { siteId: 'site-b', sipAddress: '198.18.1.1:5070', domain: 'site-b.test', transport: 'tcp', presence: 'online', reachable: true, kind: 'extension', extension: '2001', did: '+15550202000' });
+  assert.deepEqual(a.peers.homeOf('+15550202000'), { siteId: 'site-b', sipAddress: '198.18.1.1:5070', domain: 'site-b.test', transport: 'tcp', presence: 'online', reachable: true, kind: 'did', did: '+15550202000', extension: '2001' });
 
   const fromB = await waitFor('site-a in site-b’s directory', () => b.peers.homeOf('1001')?.reachable && b.peers.homeOf('1001'));
   // The PSTN fallback needs the extension's DID: it travels with the extension.
@@ -70,8 +70,8 @@ test('each site finds the home of the other site’s extensions and DIDs', async
       site: 'site-b',
       version: 1,
       sip: { address: '198.18.1.1:5070', domain: 'site-b.test', transport: 'tcp' },
-      extensions: [{ number: '2001', name: 'User 2001' }],
-      dids: [{ number: '+15550202000' }],
+      extensions: [{ number: '2001', name: 'User 2001', did: '+15550202000' }],
+      dids: [{ number: '+15550202000', extension: '2001' }],
     },
   );
 });
@@ -83,13 +83,13 @@ test('a changed directory gets a new version; a restart with the same content ke
   await waitFor('site-b offline at site-a (clean stop)', () => a.peers.homeOf('2001')?.presence === 'offline');
   assert.equal(a.peers.homeOf('2001')?.reachable, false);
 
-  const b2 = await site('site-b', ['2001', '2002'], { sip_address: '198.18.1.1:5070', transport: 'tcp', dids: [{ number: '+15550202000' }] }, dirB);
+  const b2 = await site('site-b', ['2001', '2002'], { peers: { sip_address: '198.18.1.1:5070', transport: 'tcp' }, dids: [{ number: '+15550202000', extension: '2001' }] }, dirB);
   assert.equal(b2.peers.version, 2);
   await waitFor('site-b v2 at site-a', () => a.peers.homeOf('2002')?.reachable);
   assert.equal(a.peers.list().find((p) => p.site === 'site-b')?.version, 2);
 
   await b2.stop();
-  const b3 = await site('site-b', ['2001', '2002'], { sip_address: '198.18.1.1:5070', transport: 'tcp', dids: [{ number: '+15550202000' }] }, dirB);
+  const b3 = await site('site-b', ['2001', '2002'], { peers: { sip_address: '198.18.1.1:5070', transport: 'tcp' }, dids: [{ number: '+15550202000', extension: '2001' }] }, dirB);
   assert.equal(b3.peers.version, 2, 'same content, same version');
   await waitFor('site-b back online at site-a', () => a.peers.homeOf('2001')?.presence === 'online');
 });
@@ -107,7 +107,7 @@ test('the cached directory answers while the broker is down and after a restart 
 
   // Restart site-a with no broker at all: the directory comes from its SQLite file.
   await a.stop();
-  const a2 = await site('site-a', ['1001', '1002'], { sip_address: '198.18.0.1:5060', dids: [{ number: '+15550101001', extension: '1001' }] }, dirA);
+  const a2 = await site('site-a', ['1001', '1002'], { peers: { sip_address: '198.18.0.1:5060' }, dids: [{ number: '+15550101001', extension: '1001' }] }, dirA);
   assert.equal(a2.siteSync.sync?.linkUp, false);
   assert.equal(a2.peers.homeOf('2002')?.siteId, 'site-b');
   assert.equal(a2.peers.homeOf('2002')?.sipAddress, '198.18.1.1:5070');
