@@ -9,7 +9,8 @@
 // leaves on its own PCM/analog pins, so this line has no audio path here.
 
 import { Q850 } from '../q850.ts';
-import { AtCommandError, type AtChannel } from './at-channel.ts';
+import type { CallerId } from '../types.ts';
+import type { AtChannel } from './at-channel.ts';
 import { parseClip, splitAtParams } from './caller-id.ts';
 import type { Dialect, DialectTimeouts, LineHooks } from './dialect.ts';
 
@@ -124,8 +125,8 @@ export class CellularDialect implements Dialect {
     let lines: string[];
     try {
       ({ lines } = await this.#at.command('AT+CLCC', { timeoutMs: this.#timeouts.commandMs, info: '+CLCC:' }));
-    } catch (err) {
-      if (err instanceof AtCommandError) return; // try again on the next tick
+    } catch {
+      // ERROR or a timeout: ask again on the next tick; a lost device is the card's business.
       return;
     }
     if (this.#ended) return;
@@ -159,7 +160,7 @@ export class CellularDialect implements Dialect {
     if (this.#inCall || wasOffered) this.#hooks.ended(cause, by);
   }
 
-  #offer(callerId: ReturnType<typeof parseClip> & object): void {
+  #offer(callerId: CallerId): void {
     this.#offered = true;
     this.#hooks.incoming(callerId);
   }

@@ -111,7 +111,8 @@ export class VoiceModemDialect implements Dialect {
         this.#lineFailed(err);
       },
     );
-    await whenSent;
+    // A command refused before it was written (the device went away) must not leave us waiting.
+    await Promise.race([whenSent, dialled.then(() => undefined)]);
     // No reply comes until the far end answers: the number is dialled once the device has it.
     await this.#at.drained();
   }
