@@ -71,7 +71,7 @@ export function parseReferTo(header: unknown): ReferTarget {
   if (uri.scheme !== 'sip' && uri.scheme !== 'sips' && uri.scheme !== 'tel') {
     throw new TransferRequestError(`Refer-To scheme ${uri.scheme} is not supported`, 416);
   }
-  const user = uri.scheme === 'tel' ? uri.host : uri.user;
+  const user = uri.user;
   const dialed = user === undefined ? '' : unescapeUriPart(user).replace(SEPARATORS, '');
   if (dialed === '') throw new TransferRequestError('Refer-To names no number');
   const target: ReferTarget = { uri: addr.uri.split('?')[0] ?? addr.uri, dialed };
