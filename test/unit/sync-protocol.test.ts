@@ -1,7 +1,7 @@
 // The wire contract: topics round-trip, payloads are checked at the edge with codes.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HeaderFactory, parseAck, parseDesiredConfig, parseRequest, parseTopic, parseUp, ProtocolError, topics } from '../../agent/sync/protocol.ts';
+import { filters, HeaderFactory, parseAck, parseDesiredConfig, parseDirectory, parseFileData, parseFileStatus, parseRequest, parseTopic, parseUp, ProtocolError, topics } from '../../agent/sync/protocol.ts';
 
 test('every topic builder is reversed by parseTopic', () => {
   assert.equal(topics.up('site-a', 'records'), 'branchline/v1/site/site-a/up/records');
@@ -65,4 +65,36 @@ test('MQTT 5 response topic and correlation data win over the payload fields', (
   const fromProps = parseRequest(JSON.stringify(req), { responseTopic: 'from/props', correlationData: Buffer.from('c-9') });
   assert.equal(fromProps.response_topic, 'from/props');
   assert.equal(fromProps.correlation, 'c-9');
+});
+
+test('peer topics round-trip: directory and files between two named sites', () => {
+  assert.equal(topics.directory('site-a'), 'branchline/v1/site/site-a/directory');
+  assert.deepEqual(parseTopic(topics.directory('site-a')), { kind: 'directory', site: 'site-a' });
+  assert.equal(topics.fileData('a', 'b'), 'branchline/v1/site/a/files/b/data');
+  assert.deepEqual(parseTopic(topics.fileData('a', 'b')), { kind: 'fileData', from: 'a', to: 'b' });
+  assert.deepEqual(parseTopic(topics.fileStatus('b', 'a')), { kind: 'fileStatus', from: 'b', to: 'a' });
+  assert.equal(filters.fileDataTo('b'), 'branchline/v1/site/+/files/b/data');
+  for (const t of ['branchline/v1/site/a/files/b/other', 'branchline/v1/site/a/files/b', 'branchline/v1/site/a/files/b c/data']) assert.equal(parseTopic(t), undefined, t);
+});
+
+test('directories and file messages are checked at the edge', () => {
+  const head = { v: 1, id: 'x', seq: 1, boot: 'b', ts: 1 };
+  const dir = { ...head, stream: 'directory', site: 's', version: 3, sip: { address: '10.0.0.1:5060', domain: 'd', transport: 'udp' }, extensions: [{ number: '1001' }], dids: [{ number: '+15550100', extension: '1001' }] };
+  assert.equal(parseDirectory(JSON.stringify(dir)).version, 3);
+  assert.equal(code(() => parseDirectory(JSON.stringify({ ...dir, version: 0 }))), 'EBADMESSAGE');
+  assert.equal(code(() => parseDirectory(JSON.stringify({ ...dir, sip: { ...dir.sip, transport: 'sctp' } }))), 'EBADMESSAGE');
+  assert.equal(code(() => parseDirectory(JSON.stringify({ ...dir, extensions: [{ number: 'abc' }] }))), 'EBADMESSAGE');
+
+  const file = { ...head, stream: 'files', transfer: 't1', from: 'a', to: 'b' };
+  const digest = 'a'.repeat(64);
+  const manifest = { ...file, kind: 'manifest', type: 'voicemail', meta: {}, size: 10, sha256: digest, chunk_size: 4, chunks: [digest, digest, digest] };
+  assert.equal(parseFileData(JSON.stringify(manifest)).kind, 'manifest');
+  assert.equal(code(() => parseFileData(JSON.stringify({ ...manifest, chunks: [digest] }))), 'EBADMESSAGE'); // 10 bytes in chunks of 4 are 3 chunks
+  assert.equal(code(() => parseFileData(JSON.stringify({ ...manifest, sha256: 'xyz' }))), 'EBADMESSAGE');
+  assert.equal(code(() => parseFileData(JSON.stringify({ ...file, kind: 'chunk', index: -1, data: '' }))), 'EBADMESSAGE');
+  assert.equal(code(() => parseFileData(JSON.stringify({ ...file, kind: 'nonsense' }))), 'EBADMESSAGE');
+  assert.equal(code(() => parseFileData(JSON.stringify({ ...file, stream: 'records', kind: 'chunk', index: 0, data: '' }))), 'EBADMESSAGE');
+  assert.equal(parseFileStatus(JSON.stringify({ ...file, kind: 'status', state: 'receiving', have: 2 })).kind, 'status');
+  assert.equal(code(() => parseFileStatus(JSON.stringify({ ...file, kind: 'status', state: 'done', have: 2 }))), 'EBADMESSAGE');
+  assert.equal(code(() => parseFileStatus(JSON.stringify({ ...file, kind: 'state', change: 'c', state: 'lost', at: 1 }))), 'EBADMESSAGE');
 });
