@@ -57,10 +57,10 @@ export interface MediaPath {
 export class DirectMediaPath implements MediaPath {
   readonly policy = 'direct' as const;
 
-  offerToCallees(callerSdp: string): Promise<string> {
+  async offerToCallees(callerSdp: string): Promise<string> {
     // describeAudio throws SdpNegotiationError (488) for garbage or audio-less offers.
     if (callerSdp !== '') describeAudio(callerSdp);
-    return Promise.resolve(callerSdp);
+    return callerSdp;
   }
 
   toCaller(calleeSdp: string): string {
