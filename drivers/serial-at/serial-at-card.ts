@@ -163,11 +163,14 @@ export class SerialAtCard extends EventEmitter<LineCardEvents> implements LineCa
     try {
       await this.#dialect!.answer();
     } catch (err) {
+      const refused = err instanceof AtCommandError; // NO CARRIER: the caller hung up as we answered
       if (this.#live) {
-        this.#endCall(Q850.TEMPORARY_FAILURE, 'network', 'releasing');
+        if (refused) this.#endCall(Q850.NORMAL_CLEARING, 'remote', 'releasing');
+        else this.#endCall(Q850.TEMPORARY_FAILURE, 'network', 'releasing');
         void this.#clear();
       }
-      throw err instanceof LineCardError ? err : new LineCardError('EDEVICE', this.name, `answering failed: ${(err as Error).message}`, { cause: err });
+      if (err instanceof LineCardError) throw err;
+      throw new LineCardError(refused ? 'ERELEASED' : 'EDEVICE', this.name, `answering failed: ${(err as Error).message}`, { cause: err });
     }
     if (this.#live && this.#state === 'alerting') this.#setState('connected', () => this.emit('answer', { channel: CHANNEL }));
   }

@@ -145,6 +145,26 @@ describe('serial-at voice modem: bytes on the wire', () => {
   });
 });
 
+describe('serial-at: the caller hangs up just as the line is answered', () => {
+  it('answer() fails with ERELEASED and the call is released by remote with cause 16', async () => {
+    const emu = await ModemEmulator.start({ kind: 'cellular' });
+    const card = makeCard(emu, 'cellular');
+    try {
+      await card.start();
+      const incoming = once(card, 'incoming');
+      emu.ring({ number: '2125550147', name: 'ALICE' });
+      await incoming;
+      emu.stopRinging(); // gone before our ATA arrives: the module answers NO CARRIER
+      const release = once(card, 'release');
+      await assert.rejects(card.answer(CH), { code: 'ERELEASED' });
+      assert.deepEqual(await release, { channel: CH, cause: 16, by: 'remote' });
+    } finally {
+      await card.stop();
+      await emu.close();
+    }
+  });
+});
+
 describe('serial-at voice modem without AT+VCID', () => {
   it('falls back to AT#CID=1 and still reads caller ID', async () => {
     const emu = await ModemEmulator.start({ kind: 'voice-modem', vcid: false });
