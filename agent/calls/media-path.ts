@@ -36,10 +36,10 @@ export interface MediaPath {
    */
   offerToCallees(callerSdp: string): Promise<string>;
   /**
-   * The SDP for the caller in a 18x or 2xx, from what a callee sent ('' for none).
-   * Throws SdpNegotiationError when a callee's answer is unusable.
+   * The SDP for the caller in a 18x (`provisional`) or 2xx, from what a callee sent
+   * ('' for none). Throws SdpNegotiationError when a callee's answer is unusable.
    */
-  toCaller(calleeSdp: string): string;
+  toCaller(calleeSdp: string, provisional?: boolean): string;
   /** The caller's ACK carried the answer to an offer we made in the 2xx (late offer). */
   callerAck(sdp: string): void;
   /** An offer inside the dialog (re-INVITE, UPDATE) from one side; '' for an offerless re-INVITE. */
@@ -133,12 +133,16 @@ export class AnchoredMediaPath implements MediaPath {
     return createOffer(this.#engine.localMedia(this.#b.session, this.#b.origin));
   }
 
-  toCaller(calleeSdp: string): string {
+  toCaller(calleeSdp: string, provisional = false): string {
     const b = this.#b;
     if (b === undefined) return '';
     if (calleeSdp === '') return '';
     b.session.applyNegotiation(acceptAnswer(calleeSdp, this.#engine.localMedia(b.session, b.origin)));
     this.#startRelay();
+    // Late offer: our SDP for the caller is an offer, which an unreliable 18x must
+    // not carry (RFC 3261 §13.2.1); it goes in the 2xx. The callee's early media
+    // still reaches us, so the relay runs from now.
+    if (this.#lateOffer && provisional) return '';
     return this.#callerSdp;
   }
 
