@@ -21,6 +21,7 @@ import { FeatureStateStore } from './store/feature-state.ts';
 import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
 import { migrate } from './store/migrations.ts';
+import { tightenHeapGrowth } from './runtime/memory-flags.ts';
 import { SiteSync } from './sync/site-sync.ts';
 import { Trunks } from './trunks/trunks.ts';
 import { Voicemail } from './voicemail/voicemail.ts';
@@ -236,6 +237,8 @@ export class Agent {
       },
       'agent ready',
     );
+    // Start-up allocates a lot that dies young; from here on keep the heap tight.
+    tightenHeapGrowth();
   }
 
   /**
