@@ -3,9 +3,14 @@
 // registrar answers with no failed registration and under 1 % retransmissions, for
 // Branchline and for Kamailio 5.6 side by side on the same machine.
 //
-//   node bench/register.ts                       # all targets, ~6-9 minutes
-//   node bench/register.ts --targets kamailio1,kamailio-per-core
+//   node bench/register.ts                       # all targets and phases, ~8-11 minutes
+//   node bench/register.ts --quick               # shorter trials and phases, ~4 minutes
+//   node bench/register.ts --targets agent --phases memory,cold-start
 //   node bench/register.ts --soak 300 --rate 1000   # memory over a long run (agent)
+//
+// Phases (--phases): rate (the search above, per target), memory (agent RSS with all
+// users bound while sustaining --memory-rate), overload (the agent offered twice its
+// rate: load shedding), cold-start (spawn to first 401, median of runs).
 //
 // It prints figures, never pass/fail. See bench/README.md for what each one means.
 import os from 'node:os';
@@ -17,7 +22,7 @@ import { kamailioPassword, processGroupPids, startKamailio, type KamailioHandle 
 import { freeUdpTcpPort } from '../test/helpers/ports.ts';
 import { registerRequest, UdpPeer } from '../test/helpers/sip-client.ts';
 import { percentile, runSipp, unexpectedResponses, writeUsersFile, type SippResult } from '../test/helpers/sipp.ts';
-import { sampleProcessCpu, sampleUsage, waitIdle, type Sampled, type Usage } from './lib/process-usage.ts';
+import { memKb, sampleProcessCpu, sampleUsage, waitIdle, type Sampled, type Usage } from './lib/process-usage.ts';
 
 const DOMAIN = 'branchline.test';
 const TARGET_NAMES = ['agent', 'kamailio1', 'kamailio-per-core'] as const;
@@ -35,6 +40,13 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '1000' },
     'no-cold-start': { type: 'boolean', default: false },
     'agent-log-level': { type: 'string', default: 'info' },
+    phases: { type: 'string', default: 'rate,memory,overload,cold-start' },
+    quick: { type: 'boolean', default: false },
+    'memory-rate': { type: 'string', default: '3000' },
+    'memory-seconds': { type: 'string' },
+    'overload-rate': { type: 'string' },
+    'overload-seconds': { type: 'string', default: '10' },
+    'cold-start-runs': { type: 'string' },
   },
 });
 
@@ -44,9 +56,21 @@ function intArg(name: string, text: string | undefined): number {
   return n;
 }
 
+const QUICK = args.quick === true;
 const USERS = intArg('users', args.users);
-const TRIAL_SECONDS = intArg('trial-seconds', args['trial-seconds']);
-const FINAL_SECONDS = intArg('final-seconds', args['final-seconds']);
+// --quick shortens what was not given explicitly.
+const TRIAL_SECONDS = intArg('trial-seconds', QUICK && process.argv.every((a) => !a.startsWith('--trial-seconds')) ? '3' : args['trial-seconds']);
+const FINAL_SECONDS = intArg('final-seconds', QUICK && process.argv.every((a) => !a.startsWith('--final-seconds')) ? '6' : args['final-seconds']);
+const MEMORY_RATE = intArg('memory-rate', args['memory-rate']);
+const MEMORY_SECONDS = intArg('memory-seconds', args['memory-seconds'] ?? (QUICK ? '15' : '30'));
+const OVERLOAD_SECONDS = intArg('overload-seconds', args['overload-seconds']);
+const COLD_START_RUNS = intArg('cold-start-runs', args['cold-start-runs'] ?? (QUICK ? '3' : '5'));
+const PHASE_NAMES = ['rate', 'memory', 'overload', 'cold-start'] as const;
+type PhaseName = (typeof PHASE_NAMES)[number];
+const PHASES = new Set((args.phases ?? '').split(',').map((p) => p.trim()).filter(Boolean));
+for (const p of PHASES) if (!(PHASE_NAMES as readonly string[]).includes(p)) throw new Error(`unknown phase ${p}; known: ${PHASE_NAMES.join(', ')}`);
+if (args['no-cold-start']) PHASES.delete('cold-start');
+const phase = (p: PhaseName): boolean => PHASES.has(p);
 const START_RATE = intArg('start-rate', args['start-rate']);
 const MAX_RATE = intArg('max-rate', args['max-rate']);
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -87,9 +111,10 @@ const AGENT_BENCH_CONFIG = {
   },
 };
 
-async function startTarget(name: TargetName, port?: number): Promise<Target & { spawnedAt: number }> {
+async function startTarget(name: TargetName, port?: number, stateDir?: string): Promise<Target & { spawnedAt: number }> {
   if (name === 'agent') {
     const agent: AgentHandle = await startAgent({
+      ...(stateDir !== undefined ? { stateDir } : {}),
       extensions: extensions(),
       extraConfig: AGENT_BENCH_CONFIG,
       // The shipped level (info) logs a line per registration; Kamailio at debug=1
@@ -279,11 +304,26 @@ async function findMaxRate(target: Target, usersFile: string): Promise<TargetRes
 
 interface ColdStart {
   name: string;
-  /** Spawn to the first 401 seen by a client sending a REGISTER every 5 ms. */
+  /** Spawn to the first 401 seen by a client sending a REGISTER every 5 ms: the median of the runs. */
   firstAnswerMs: number;
+  runsMs: number[];
 }
 
-async function coldStart(name: TargetName, label: string): Promise<ColdStart> {
+/** Cold start `runs` times (a fresh state each time, or the given state directory); the median. */
+async function coldStarts(name: TargetName, label: string, runs: number, stateDir?: string): Promise<ColdStart> {
+  const runsMs: number[] = [];
+  for (let i = 0; i < runs; i++) runsMs.push(await coldStart(name, label, stateDir));
+  log(`  cold start ${label}: ${runsMs.map((ms) => ms.toFixed(0)).join(', ')} ms`);
+  return { name: label, firstAnswerMs: median(runsMs), runsMs };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+async function coldStart(name: TargetName, label: string, stateDir?: string): Promise<number> {
   const port = await freeUdpTcpPort();
   const peer = await UdpPeer.open();
   let firstAt = 0;
@@ -301,15 +341,90 @@ async function coldStart(name: TargetName, label: string): Promise<ColdStart> {
   })();
   let target: (Target & { spawnedAt: number }) | undefined;
   try {
-    target = await startTarget(name, port);
+    target = await startTarget(name, port, stateDir);
     await Promise.race([answered, new Promise((r) => setTimeout(r, 10_000))]);
     if (firstAt === 0) throw new Error(`${label}: no 401 within 10 s of starting`);
-    return { name: label, firstAnswerMs: firstAt - target.spawnedAt };
+    return firstAt - target.spawnedAt;
   } finally {
     clearInterval(timer);
     peer.close();
     await target?.stop();
   }
+}
+
+// ---------------------------------------------------------------- memory and overload
+
+interface LoadRun {
+  rate: number;
+  seconds: number;
+  successful: number;
+  failed: number;
+  /** Calls answered 503 (load shedding) instead of 401 or 200. */
+  shed: number;
+  retransmissionPercent: number;
+  /** Completed registrations per second over the run. */
+  servedPerSecond: number;
+  cpuPercent: number;
+  rssIdleMb: number;
+  /** Median RSS over the second half of the run (the first holds the first pass over the users). */
+  rssMedianMb: number;
+  rssMaxMb: number;
+  survived: boolean;
+  unexpected: Record<string, number>;
+}
+
+/** SIPp at `rate` against a fresh agent (on `stateDir` if given), RSS every second. */
+async function loadRun(usersFile: string, rate: number, seconds: number, stateDir?: string): Promise<LoadRun> {
+  const target = await startTarget('agent', undefined, stateDir);
+  try {
+    await new Promise((r) => setTimeout(r, 2000));
+    const rssIdleMb = (await memKb(target)) / 1024;
+    const samples: Array<{ t: number; mb: number }> = [];
+    const sampler = sampleUsage(target, (t, mb) => samples.push({ t, mb }));
+    const r = await runSipp({
+      scenario: 'register-auth',
+      remote: `127.0.0.1:${target.port}`,
+      usersFile,
+      calls: rate * seconds,
+      rate,
+      limit: Math.min(10_000, Math.max(2000, rate * 2)),
+      authUri: DOMAIN,
+      set: { domain: DOMAIN, expires: 3600 },
+      timeoutMs: (seconds + 60) * 1000,
+      ...(SIPP_CPU !== undefined ? { cpu: SIPP_CPU } : {}),
+      extraArgs: ['-max_recv_loops', '10000', '-max_sched_loops', '10000', '-buff_size', String(4 << 20)],
+    });
+    const usage = await sampler.stop();
+    const secondHalf = samples.filter((x) => x.t >= seconds / 2 && x.t <= seconds).map((x) => x.mb);
+    const unexpected = unexpectedResponses(r);
+    const shed = Object.entries(unexpected).filter(([k]) => k.endsWith('got 503')).reduce((a, [, n]) => a + n, 0);
+    return {
+      rate,
+      seconds,
+      successful: r.successful,
+      failed: r.failed,
+      shed,
+      retransmissionPercent: r.totalCalls > 0 ? (r.retransmissions / (2 * r.totalCalls)) * 100 : 0,
+      servedPerSecond: r.elapsedSeconds > 0 ? r.successful / r.elapsedSeconds : 0,
+      cpuPercent: usage.cpuPercent,
+      rssIdleMb,
+      rssMedianMb: secondHalf.length > 0 ? median(secondHalf) : usage.memMb,
+      rssMaxMb: usage.memMaxMb,
+      survived: (await target.pids()).length > 0,
+      unexpected,
+    };
+  } finally {
+    await target.stop();
+  }
+}
+
+function describeLoadRun(r: LoadRun): string {
+  return (
+    `${r.successful} registered, ${r.failed} failed (${r.shed} of them answered 503), ${r.retransmissionPercent.toFixed(2)} % retrans, ` +
+    `${r.servedPerSecond.toFixed(0)} registrations/s served, agent CPU ${r.cpuPercent.toFixed(0)} %, ` +
+    `RSS idle ${r.rssIdleMb.toFixed(0)} MB, median of the second half ${r.rssMedianMb.toFixed(0)} MB, max ${r.rssMaxMb.toFixed(0)} MB` +
+    (r.survived ? '' : '; THE AGENT EXITED')
+  );
 }
 
 // ---------------------------------------------------------------- soak
@@ -407,7 +522,7 @@ async function main(): Promise<void> {
     log(`register bench: ${USERS} users, ${CPUS} CPUs (SIPp on ${SIPP_CPU ?? 'any'}, server on ${SERVER_CPU ?? 'any'}), trials ${TRIAL_SECONDS}s, final ${FINAL_SECONDS}s`);
 
     const results: TargetResult[] = [];
-    for (const name of names as TargetName[]) {
+    for (const name of phase('rate') ? (names as TargetName[]) : []) {
       log(`${name}: starting`);
       let target: Target | undefined;
       try {
@@ -421,19 +536,45 @@ async function main(): Promise<void> {
       }
     }
 
+    const ours = results.find((r) => r.name === 'agent');
+    const withAgent = names.includes('agent');
+
+    // Memory with every user bound while sustaining a fixed rate (the target: < 150 MB
+    // with 10,000 bindings at 3,000/s). Its store is kept for the restart below.
+    const memoryState = path.join(dir, 'memory-state');
+    let memory: LoadRun | undefined;
+    if (withAgent && phase('memory')) {
+      log(`memory: agent at ${MEMORY_RATE}/s for ${MEMORY_SECONDS}s`);
+      memory = await loadRun(usersFile, MEMORY_RATE, MEMORY_SECONDS, memoryState);
+      log(`  ${describeLoadRun(memory)}`);
+    }
+
+    // Twice what the agent sustains: it should shed with 503 and keep serving.
+    let overload: LoadRun | undefined;
+    if (withAgent && phase('overload')) {
+      const rate = args['overload-rate'] !== undefined ? intArg('overload-rate', args['overload-rate']) : 2 * (ours?.maxRate || MEMORY_RATE);
+      log(`overload: agent offered ${rate}/s for ${OVERLOAD_SECONDS}s`);
+      overload = await loadRun(usersFile, rate, OVERLOAD_SECONDS);
+      log(`  ${describeLoadRun(overload)}`);
+    }
+
     const colds: ColdStart[] = [];
-    if (!args['no-cold-start']) {
-      for (const name of names as TargetName[]) {
-        if (name === 'kamailio-per-core') continue;
+    if (phase('cold-start')) {
+      const runs: Array<[TargetName, string, string | undefined]> = [];
+      if (withAgent) {
+        runs.push(['agent', `Branchline agent, ${USERS} extensions, empty store`, undefined]);
+        if (memory) runs.push(['agent', `Branchline agent, ${USERS} extensions, restart with ${USERS} bindings`, memoryState]);
+      }
+      if (names.includes('kamailio1')) runs.push(['kamailio1', 'Kamailio 5.6, 1 worker', undefined]);
+      for (const [name, label, stateDir] of runs) {
         try {
-          colds.push(await coldStart(name, name === 'agent' ? `Branchline agent, ${USERS} extensions` : 'Kamailio 5.6, 1 worker'));
+          colds.push(await coldStarts(name, label, COLD_START_RUNS, stateDir));
         } catch (err) {
-          log(`cold start ${name}: ${(err as Error).message.split('\n')[0]}`);
+          log(`cold start ${label}: ${(err as Error).message.split('\n')[0]}`);
         }
       }
     }
 
-    const ours = results.find((r) => r.name === 'agent');
     const ratio = (other: TargetName): number | undefined => {
       const o = results.find((r) => r.name === other);
       return ours && o && o.maxRate > 0 ? ours.maxRate / o.maxRate : undefined;
@@ -455,14 +596,21 @@ async function main(): Promise<void> {
       ]);
     }
     const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
-    let out = `\nAuthenticated REGISTER, ${USERS} users, zero failures and < 1 % retransmissions, final run ${FINAL_SECONDS}s\n`;
-    for (const row of rows) out += row.map((c, i) => pad(c, widths[i] ?? 0)).join('  ') + '\n';
+    let out = '';
+    if (results.length > 0) {
+      out += `\nAuthenticated REGISTER, ${USERS} users, zero failures and < 1 % retransmissions, final run ${FINAL_SECONDS}s\n`;
+      for (const row of rows) out += row.map((c, i) => pad(c, widths[i] ?? 0)).join('  ') + '\n';
+    }
     const r1 = ratio('kamailio1');
     const rN = ratio('kamailio-per-core');
     if (r1 !== undefined) out += `Branchline / Kamailio (1 worker): ${r1.toFixed(2)}\n`;
     if (rN !== undefined) out += `Branchline / Kamailio (${CPUS} workers): ${rN.toFixed(2)}\n`;
-    for (const c of colds) out += `cold start to first 401, ${c.name}: ${c.firstAnswerMs.toFixed(0)} ms\n`;
-    out += 'Memory: agent RSS; Kamailio PSS summed over its processes (its shared memory counted once).\n';
+    if (memory) out += `agent with ${USERS} bindings at ${memory.rate}/s for ${memory.seconds}s: ${describeLoadRun(memory)}\n`;
+    if (overload) out += `agent offered ${overload.rate}/s for ${overload.seconds}s (overload): ${describeLoadRun(overload)}\n`;
+    for (const c of colds) {
+      out += `cold start to first 401, ${c.name}: median ${c.firstAnswerMs.toFixed(0)} ms of ${c.runsMs.length} (${c.runsMs.map((ms) => ms.toFixed(0)).join(', ')})\n`;
+    }
+    if (results.length > 0) out += 'Memory: agent RSS; Kamailio PSS summed over its processes (its shared memory counted once).\n';
     process.stdout.write(out);
     process.stdout.write(
       JSON.stringify({
@@ -476,6 +624,8 @@ async function main(): Promise<void> {
         ratioVsKamailio1: r1 ?? null,
         ratioVsKamailioPerCore: rN ?? null,
         coldStart: colds,
+        memory: memory ?? null,
+        overload: overload ?? null,
       }) + '\n',
     );
   } finally {
