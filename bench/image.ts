@@ -25,6 +25,8 @@ import { freeUdpTcpPort } from '../test/helpers/ports.ts';
 
 const run = promisify(execFile);
 const DOMAIN = 'branchline.test';
+/** The environment the service unit gives the agent (image/files/branchline.service). */
+const UNIT_ENV = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', MALLOC_ARENA_MAX: '2' };
 
 const { values: args } = parseArgs({
   options: {
@@ -69,7 +71,7 @@ function config(stateDir: string, port: number): string {
 async function coldStart(binary: string, argsBefore: string[]): Promise<{ firstAnswerMs: number; registeredMs: number; agent: AgentProcess; port: number; configFile: string }> {
   const port = await freeUdpTcpPort();
   const configFile = config(mkdtempSync(path.join(work, 'state-')), port);
-  const agent = spawnAgent(binary, [...argsBefore, 'start', '--config', configFile], { cwd: work });
+  const agent = spawnAgent(binary, [...argsBefore, 'start', '--config', configFile], { cwd: work, env: UNIT_ENV });
   spawned.push(agent);
   const times = await registerOnce({ host: '127.0.0.1', port, domain: DOMAIN, user: '1001', password: 'secret1001', timeoutMs: 30_000 });
   return { firstAnswerMs: times.firstAnswerAt - agent.spawnedAt, registeredMs: times.registeredAt - agent.spawnedAt, agent, port, configFile };
@@ -116,7 +118,7 @@ async function main(): Promise<void> {
   await run(current, ['update', '--slots', slots, next, '--config', idle.configFile]);
   await idle.agent.stop();
   await run(current, ['slots', 'boot', '--slots', slots]);
-  const booted = spawnAgent(current, ['start', '--config', idle.configFile], { cwd: work });
+  const booted = spawnAgent(current, ['start', '--config', idle.configFile], { cwd: work, env: UNIT_ENV });
   spawned.push(booted);
   const verify = await run(current, ['slots', 'verify', '--slots', slots, '--config', idle.configFile, '--deadline', '30', '--json']);
   const committed = JSON.parse(verify.stdout) as { action: string; updateMs: number | null };
