@@ -1,7 +1,8 @@
 // The image commands of `branchline`: bundle verify, update, slots. agent/cli.ts parses
 // the command line once and hands the parsed values here; every outcome is one line
 // on stderr (and a JSON object on stdout with --json) and an exit code a script can test.
-import { ConfigError, loadConfig } from '../agent/config/load.ts';
+import { ConfigError } from '../agent/config/load.ts';
+import { loadAgentConfig } from '../provisioning/provisioned.ts';
 import { noAgentCalls, StatusActiveCalls } from '../firmware-hooks/probes/active-calls.ts';
 import { HookFailure } from '../firmware-hooks/types.ts';
 import { bootStep, verifyStep } from './boot.ts';
@@ -111,7 +112,7 @@ async function update(args: string[], values: ImageOptions, io: Io): Promise<num
   if (!file || args.length > 1) throw new UsageError('usage: branchline update --slots DIR FILE');
   if (!values.slots) throw new UsageError('missing --slots DIR');
   const tree = SlotTree.open(values.slots, { create: true });
-  const config = values.config ? loadConfig(values.config) : null;
+  const config = values.config ? loadAgentConfig(values.config) : null;
   const options = {
     tree,
     bundle: file,
@@ -149,7 +150,7 @@ async function slots(args: string[], values: ImageOptions, io: Io): Promise<numb
   }
   if (sub === 'verify') {
     if (!values.config) throw new UsageError('missing --config FILE (the agent config to verify against)');
-    const r = await verifyStep(tree, loadConfig(values.config), seconds(values.deadline, 30));
+    const r = await verifyStep(tree, loadAgentConfig(values.config), seconds(values.deadline, 30));
     if (values.json) io.out(`${JSON.stringify(r)}\n`);
     if (r.action === 'none') {
       io.err(`${r.detail}\n`);
