@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startAgent, type AgentHandle, type ExtensionSpec } from '../helpers/agent.ts';
 import { describeCall, registerSippPhone, runCall, type CallRunResult } from '../helpers/sipp-calls.ts';
-import { logValues, SIPP_AGENT_CONFIG } from '../helpers/sipp.ts';
+import { describeSipp, logValues, runSipp, SIPP_AGENT_CONFIG } from '../helpers/sipp.ts';
 
-const EXTENSIONS: ExtensionSpec[] = ['1001', '2101', '2102', '2201', '2202'].map((number) => ({ number, password: `secret-${number}` }));
+const EXTENSIONS: ExtensionSpec[] = ['1001', '1002', '2101', '2102', '2201', '2202', '2501', '2502'].map((number) => ({ number, password: `secret-${number}` }));
 const password = (n: string): string => `secret-${n}`;
 
 function assertClean(r: CallRunResult): void {
@@ -19,8 +19,10 @@ function assertClean(r: CallRunResult): void {
   assert.ok(ok, describeCall(r));
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
 for (const policy of ['direct', 'anchored'] as const) {
-  describe(`blind transfer with REFER (${policy} media)`, () => {
+  describe(`transfer with REFER (${policy} media)`, () => {
     let agent: AgentHandle;
     let server: string;
 
@@ -57,6 +59,52 @@ for (const policy of ['direct', 'anchored'] as const) {
       assert.deepEqual(logValues(r.callees[1]!, 'ack-answer'), ['yes']);
       if (policy === 'direct') assert.deepEqual(logValues(r.caller, 'reinvite-offer'), ['yes']);
       await agent.waitForLog((l) => l['event'] === 'call.transferred', 5000);
+    });
+
+    test('attended: the referrer joins its two calls with Replaces and drops out of both', async () => {
+      // The referrer answers both calls on one port: 1001 calls 2501, then 1002 calls 2502.
+      const referrerPort = await phone('2501');
+      await registerSippPhone(server, agent.domain, { user: '2502', password: password('2502') }, referrerPort);
+      const stopReferrer = new AbortController();
+      const referrer = runSipp({
+        scenario: 'uas-attended-transfer',
+        localPort: referrerPort,
+        calls: 2,
+        timeoutMs: 30_000,
+        abort: stopReferrer.signal,
+        extraArgs: ['-set', 'consult', '2502', '-set', 'target', '1002', '-set', 'domain', agent.domain],
+      });
+      await sleep(300);
+      const transferee = runCall({
+        server,
+        domain: agent.domain,
+        caller: { user: '1001', password: password('1001') },
+        callee: '2501',
+        callerScenario: policy === 'direct' ? 'uac-transferred' : 'call-uac',
+        callerExtraArgs: ['-d', '4000'],
+        callees: [],
+        timeoutMs: 25_000,
+      });
+      await sleep(500);
+      const target = runCall({
+        server,
+        domain: agent.domain,
+        caller: { user: '1002', password: password('1002') },
+        callee: '2502',
+        callerScenario: 'uac-consulted',
+        callees: [],
+        timeoutMs: 25_000,
+      });
+      const [b, c] = await Promise.all([transferee, target]);
+      const stop = setTimeout(() => stopReferrer.abort(), 6000);
+      const a = await referrer;
+      clearTimeout(stop);
+      const all = `referrer: ${describeSipp(a)}\ntransferee: ${describeCall(b)}\ntarget: ${describeCall(c)}`;
+      assert.ok(a.successful === 2 && a.failed === 0, all);
+      assert.ok(b.caller.successful === 1 && c.caller.successful === 1, all);
+      assert.deepEqual(logValues(a, 'sipfrag'), ['100', '200']);
+      assert.deepEqual(logValues(c.caller, 'offerless-reinvite'), ['yes']);
+      if (policy === 'direct') assert.deepEqual(logValues(b.caller, 'reinvite-offer'), ['yes']);
     });
   });
 }
