@@ -124,7 +124,12 @@ export class LoadShedder {
     return this.#admit;
   }
 
+  get started(): boolean {
+    return this.#timer !== undefined;
+  }
+
   start(): void {
+    if (this.#timer !== undefined) return;
     if (this.#limits.max_event_loop_lag_ms > 0) {
       this.#histogram = monitorEventLoopDelay({ resolution: 10 });
       this.#histogram.enable();
@@ -173,7 +178,8 @@ export class LoadShedder {
     if (this.#eluMark !== undefined) {
       this.#windows.push(performance.eventLoopUtilization(now, this.#eluMark).utilization);
       if (this.#windows.length > UTILIZATION_WINDOWS) this.#windows.shift();
-      this.#utilization = this.#windows.reduce((a, b) => a + b, 0) / this.#windows.length;
+      // A full second is needed: the first windows may still hold start-up work.
+      this.#utilization = this.#windows.length < UTILIZATION_WINDOWS ? 0 : this.#windows.reduce((a, b) => a + b, 0) / this.#windows.length;
     }
     this.#eluMark = now;
     const overloaded = this.#levelNow(this.#pendingWritesNow()) !== 'normal';

@@ -90,7 +90,6 @@ export class Registrar {
     this.#deps.logger.info({ event: 'registrar.restored', bindings: live.length, expiredWhileDown: expired.length }, 'registrar bindings restored');
     this.#expiryTimer = setInterval(() => this.#expire(), 1000);
     this.#expiryTimer.unref();
-    this.#shedder.start();
   }
 
   stop(): void {
@@ -116,6 +115,9 @@ export class Registrar {
     }
     const extension = unescapeUriPart(aor.user);
     const authorization = req.headers.authorization ?? [];
+    // Measured from the first REGISTER on: the rest of the agent's start-up keeps the
+    // event loop busy, which is not overload.
+    if (!this.#shedder.started) this.#shedder.start();
     // Before any digest work: shedding must cost less than serving.
     if (this.#shedder.shouldShed(authorization.length > 0)) {
       incoming.respondStateless(503, 'Service Unavailable', { toTag: 'reg', headers: { 'Retry-After': String(this.#shedder.retryAfter()) } });
