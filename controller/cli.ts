@@ -16,7 +16,7 @@ import { Controller } from './service.ts';
 const usage = `usage: branchctl <command> [options]
 
 commands:
-  serve   --broker URL --state DIR [--id NAME] [--share GROUP]
+  serve   --broker URL --state DIR [--id NAME] [--share GROUP] [--database postgres://…]
                                    run the controller (logs JSON lines on stdout)
   sites   --broker URL [--json]    every site: state, config version, records ingested
   records --broker URL --site ID [--limit N] [--json]
@@ -48,6 +48,7 @@ interface Values {
   state?: string | undefined;
   id?: string | undefined;
   share?: string | undefined;
+  database?: string | undefined;
   site?: string | undefined;
   file?: string | undefined;
   name?: string | undefined;
@@ -136,6 +137,7 @@ async function serve(values: Values): Promise<void> {
     stateDir,
     ...(values.id ? { id: values.id } : {}),
     ...(values.share ? { shareGroup: values.share } : {}),
+    ...(values.database ? { databaseUrl: values.database } : {}),
     ...(values['broker-files'] ? { brokerFiles: { dir: path.resolve(values['broker-files']), ...(values['broker-reload'] ? { reloadCommand: values['broker-reload'] } : {}) } } : {}),
     ...(values['site-broker'] ? { siteBrokerUrl: values['site-broker'] } : {}),
     logger,
@@ -214,6 +216,7 @@ async function main(argv: string[]): Promise<void> {
       state: { type: 'string' },
       id: { type: 'string' },
       share: { type: 'string' },
+      database: { type: 'string' },
       site: { type: 'string', short: 's' },
       file: { type: 'string', short: 'f' },
       name: { type: 'string', short: 'n' },

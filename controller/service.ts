@@ -27,7 +27,7 @@ import {
 import { Requester } from '../agent/sync/requester.ts';
 import { claimTopics } from '../provisioning/claim/protocol.ts';
 import { ClaimService, type ClaimServiceOptions } from './claims.ts';
-import { ControllerStore } from './store.ts';
+import { openFleetStore, type FleetStore } from './fleet-store.ts';
 
 export interface ControllerOptions {
   broker: string;
@@ -36,6 +36,8 @@ export interface ControllerOptions {
   id?: string;
   /** Consume through `$share/<group>/…` so several instances split the load (Mosquitto; not Aedes). */
   shareGroup?: string;
+  /** `postgres://…`: keep the fleet in PostgreSQL instead of SQLite in the state directory. */
+  databaseUrl?: string;
   protocolVersion?: 4 | 5;
   tls?: TlsFiles;
   username?: string;
@@ -62,7 +64,7 @@ export class Controller {
   readonly id: string;
   readonly boot = crypto.randomUUID();
   readonly #headers: HeaderFactory;
-  #store: ControllerStore | undefined;
+  #store: FleetStore | undefined;
   #link: MqttLink | undefined;
   #requester: Requester | undefined;
   #claims: ClaimService | undefined;
@@ -87,7 +89,7 @@ export class Controller {
     return this.#claims;
   }
 
-  get store(): ControllerStore {
+  get store(): FleetStore {
     if (!this.#store) throw new Error('controller not started');
     return this.#store;
   }
@@ -103,7 +105,7 @@ export class Controller {
   /** Opens the store and starts connecting; resolves once the first connection is up. */
   async start(timeoutMs = 30_000): Promise<void> {
     const log = this.#o.logger;
-    this.#store = await ControllerStore.open(this.#o.stateDir);
+    this.#store = await openFleetStore({ stateDir: this.#o.stateDir, ...(this.#o.databaseUrl !== undefined ? { databaseUrl: this.#o.databaseUrl } : {}) });
     this.#claims = await this.#startClaims();
     const link = new MqttLink({
       url: this.#o.broker,
@@ -144,7 +146,7 @@ export class Controller {
     });
     link.start();
     await up;
-    log.info({ event: 'controller.ready', id: this.id, broker: this.#o.broker, share: this.#o.shareGroup ?? null }, 'controller ready');
+    log.info({ event: 'controller.ready', id: this.id, broker: this.#o.broker, share: this.#o.shareGroup ?? null, store: this.store.kind }, 'controller ready');
   }
 
   async stop(): Promise<void> {

@@ -4,6 +4,9 @@
 import path from 'node:path';
 import { Database, type SqlValue } from '../agent/store/db.ts';
 import type { RecordRow, SiteStateName, SiteSummary, StreamName, UpMessage } from '../agent/sync/protocol.ts';
+import type { FleetStore, IngestResult, SiteStateUpdate } from './fleet-store.ts';
+
+export type { IngestResult } from './fleet-store.ts';
 
 export const controllerStoreFile = 'controller.sqlite';
 
@@ -41,15 +44,12 @@ const migrations: ReadonlyArray<{ version: number; sql: string }> = [
   },
 ];
 
-export interface IngestResult {
-  inserted: number;
-  duplicates: number;
-}
-
 /** Rows per multi-row INSERT: 9 parameters each, far below SQLite's limit. */
 const ROWS_PER_STATEMENT = 400;
 
-export class ControllerStore {
+/** The fleet store in SQLite: the default (see fleet-store.ts). */
+export class ControllerStore implements FleetStore {
+  readonly kind = 'sqlite' as const;
   readonly #db: Database;
   /** Every write goes through this chain: one transaction at a time on the connection. */
   #chain: Promise<unknown> = Promise.resolve();
@@ -153,7 +153,7 @@ export class ControllerStore {
     });
   }
 
-  setSiteState(s: { site: string; state: SiteStateName; agent: string; boot: string; config_version: number; since: number }, now = Date.now()): Promise<void> {
+  setSiteState(s: SiteStateUpdate, now = Date.now()): Promise<void> {
     return this.#serial(async () => {
       await this.#transaction([
         {
