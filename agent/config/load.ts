@@ -160,7 +160,7 @@ export function loadConfig(file: string): AgentConfig {
  * YAML text to plain data. js-yaml rather than the `yaml` package: a site's config
  * holds one entry per extension, and for 10,000 of them `yaml` (which builds a
  * document model first) took ~360 ms and ~100 MB of RSS that the heap kept, js-yaml
- * ~60 ms (docs/decisions/0007-registrar-memory-and-start.md). YAML 1.2 core schema:
+ * ~60 ms (docs/decisions/0010-registrar-memory-start-and-load-shedding.md). YAML 1.2 core schema:
  * no dates or merge keys, duplicate keys are an error.
  */
 function parseConfigText(text: string, file: string): unknown {

@@ -1,7 +1,7 @@
 // How the agent's process is tuned for memory, and how those settings reach it
 // whichever way it was started (bin/branchline.mjs, scripts/start.sh, the test
 // helpers, a service unit). Figures and the measurements behind each value:
-// docs/decisions/0007-registrar-memory-and-start.md.
+// docs/decisions/0010-registrar-memory-start-and-load-shedding.md.
 //
 // V8 reads the young generation's size when the heap is created, so
 // v8.setFlagsFromString() from inside the process comes too late for it (measured:
