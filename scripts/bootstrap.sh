@@ -20,6 +20,7 @@ if [ "$want_test" = 1 ]; then
   command -v espeak-ng >/dev/null || needed+=(espeak-ng)      # speech for the DTMF talk-off test
   command -v mksquashfs >/dev/null || needed+=(squashfs-tools) # the update bundle's image
   command -v socat >/dev/null || needed+=(socat)              # pty pairs for the serial AT driver's modem emulator
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql) # the controller's PostgreSQL store (started by its test)
   if [ ${#needed[@]} -gt 0 ]; then
     echo "==> installing Debian packages: ${needed[*]}" >&2
     if [ "$(id -u)" = 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
