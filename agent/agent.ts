@@ -24,6 +24,7 @@ import { migrate } from './store/migrations.ts';
 import { tightenHeapGrowth } from './runtime/memory-flags.ts';
 import { SiteSync } from './sync/site-sync.ts';
 import { Trunks } from './trunks/trunks.ts';
+import { registerVoicemailTargets } from './voicemail/call-targets.ts';
 import { Voicemail } from './voicemail/voicemail.ts';
 import { UpdateJobs } from '../image/update-job.ts';
 import { PhoneProvisioning } from '../provisioning/phones/server.ts';
@@ -298,6 +299,8 @@ export class Agent {
       records: new CallRecordStore(db, this.#committer, this.#siteSync?.sync),
     });
     this.#calls.start();
+    // Unanswered calls to a mailbox and the *97/*98 codes: voicemail carries them out.
+    if (this.#voicemail !== undefined) registerVoicemailTargets(this.#calls, { voicemail: this.#voicemail, media: this.#media, logger: logger.child({ subsystem: 'voicemail' }) });
     // Transfer (REFER, RFC 3515): agent/calls/features.
     const transfer = new CallTransfer({ ...this.#calls.placement, routingState: this.#calls.routingState, core: this.#calls, log: logger.child({ subsystem: 'calls' }) });
     this.#calls.setInDialogHandler('REFER', transfer.handleRefer);

@@ -41,6 +41,8 @@ export interface StartBaresipOptions {
    */
   recordDir?: string;
   readyTimeoutMs?: number;
+  /** Load mwi.so and subscribe to the account's message-summary (MWI_NOTIFY events). */
+  mwi?: boolean;
 }
 
 /** A message from ctrl_tcp: a command's response or an event. */
@@ -148,12 +150,14 @@ async function startBaresipOnce(opts: StartBaresipOptions): Promise<BaresipHandl
     `ctrl_tcp_listen 127.0.0.1:${ctrlPort}`,
     `rtp_ports       ${rtpPort}-${rtpPort + 10}`,
     ...(opts.recordDir === undefined ? [] : ['module sndfile.so', `snd_path        ${opts.recordDir}`]),
+    // Only where the server answers SUBSCRIBE: against one that refuses it, mwi.so retries in a tight loop.
+    ...(opts.mwi ? ['module_app mwi.so'] : []),
     '',
   ].join('\n');
   const a = opts.account;
   const transport = a.transport ?? 'udp';
   const aor = a.domain ? `sip:${a.user}@${a.domain}` : `sip:${a.user}@${a.registrar}`;
-  const params = [`auth_pass=${a.password}`, 'answermode=manual', `regint=${a.regint ?? 3600}`];
+  const params = [`auth_pass=${a.password}`, 'answermode=manual', `regint=${a.regint ?? 3600}`, ...(opts.mwi ? ['mwi=yes'] : [])];
   if (a.domain) params.push(`outbound="sip:${a.registrar};transport=${transport}"`);
   const accountLine = `<${aor}${!a.domain && transport === 'tcp' ? ';transport=tcp' : ''}>;${params.join(';')}`;
   await writeFile(path.join(dir, 'config'), config);

@@ -1,7 +1,9 @@
 // Runs the retrieval state machine over an RtpSession: turns its actions into
 // prompts, timers, store operations and recordings, and feeds back what happened.
-// One event at a time, in order; a key pressed while a prompt plays stops the
-// prompt (barge-in) before the machine sees the key.
+// One event at a time, in order. A key the machine acts on stops the prompt that is
+// playing (barge-in); a key it ignores (while checking a PIN, saying goodbye) lets
+// the prompt finish. "Prompt ended" and "no key in time" events carry the play or
+// timer they belong to, so one overtaken by a key is dropped, never acted on late.
 import { rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -58,32 +60,36 @@ export async function retrieve(deps: RetrievalDeps, session: RtpSession, req: Re
     ...(deps.digitTimeoutMs !== undefined ? { digitTimeoutMs: deps.digitTimeoutMs } : {}),
   });
   const log = deps.logger.child({ ivr: 'voicemail', caller: req.callerExtension });
-  const queue: IvrEvent[] = [];
+  // Events with the play/timer generation they belong to (0: always current).
+  const queue: Array<{ event: IvrEvent; playGeneration?: number; timerGeneration?: number }> = [];
   let wake: (() => void) | undefined;
   let ended: RetrievalResult['endedBy'] | undefined;
   let playGeneration = 0;
   let playing = false;
   let recording = false;
   let timer: NodeJS.Timeout | undefined;
+  let timerGeneration = 0;
   const takes = new Set<string>();
   let loggedIn = false;
 
-  const push = (event: IvrEvent): void => {
-    queue.push(event);
+  const push = (event: IvrEvent, generations: { playGeneration?: number; timerGeneration?: number } = {}): void => {
+    queue.push({ event, ...generations });
     wake?.();
   };
   const clearTimer = (): void => {
     if (timer) clearTimeout(timer);
     timer = undefined;
+    timerGeneration++;
+  };
+  const stopPrompt = (): void => {
+    if (!playing) return;
+    playGeneration++;
+    playing = false;
+    session.stopPlayback();
   };
   const onDigit = (e: DigitEvent): void => {
+    log.debug({ event: 'voicemail.key', digit: e.digit, source: e.source, endedBy: e.endedBy, ignored: ended !== undefined || recording }, 'key');
     if (ended !== undefined || recording) return;
-    clearTimer();
-    if (playing) {
-      playGeneration++;
-      playing = false;
-      session.stopPlayback();
-    }
     push({ type: 'digit', digit: e.digit });
   };
   const onStopped = (): void => {
@@ -120,13 +126,14 @@ export async function retrieve(deps: RetrievalDeps, session: RtpSession, req: Re
         void session.play(source).then((outcome) => {
           if (generation !== playGeneration) return;
           playing = false;
-          if (outcome === 'ended') push({ type: 'played' });
+          if (outcome === 'ended') push({ type: 'played' }, { playGeneration: generation });
         });
         return;
       }
       case 'wait':
         clearTimer();
-        timer = setTimeout(() => push({ type: 'timeout' }), action.ms);
+        const generation = timerGeneration;
+        timer = setTimeout(() => push({ type: 'timeout' }, { timerGeneration: generation }), action.ms);
         return;
       case 'verify-pin': {
         const cfg = deps.mailboxConfig(action.mailbox);
@@ -202,15 +209,22 @@ export async function retrieve(deps: RetrievalDeps, session: RtpSession, req: Re
   try {
     push({ type: 'start' });
     while (ended === undefined) {
-      const event = queue.shift();
-      if (event === undefined) {
+      const item = queue.shift();
+      if (item === undefined) {
         await new Promise<void>((resolve) => {
           wake = resolve;
         });
         wake = undefined;
         continue;
       }
-      for (const action of machine.handle(event)) {
+      if (item.playGeneration !== undefined && item.playGeneration !== playGeneration) continue;
+      if (item.timerGeneration !== undefined && item.timerGeneration !== timerGeneration) continue;
+      const actions = machine.handle(item.event);
+      if (item.event.type === 'digit' && actions.length > 0) {
+        clearTimer();
+        stopPrompt();
+      }
+      for (const action of actions) {
         if (ended !== undefined) break;
         await execute(action);
       }
