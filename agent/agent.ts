@@ -24,6 +24,7 @@ import { migrate } from './store/migrations.ts';
 import { tightenHeapGrowth } from './runtime/memory-flags.ts';
 import { SiteSync } from './sync/site-sync.ts';
 import { Trunks } from './trunks/trunks.ts';
+import { registerLineCalls } from './calls/line-calls.ts';
 import { registerVoicemailTargets } from './voicemail/call-targets.ts';
 import { Voicemail } from './voicemail/voicemail.ts';
 import { UpdateJobs } from '../image/update-job.ts';
@@ -219,6 +220,8 @@ export class Agent {
       try {
         await trunks.start();
         this.#trunks = trunks;
+        // Inbound DIDs ring phones; the dial plan's outside numbers go out on the lines.
+        if (this.#calls !== undefined && this.#media !== undefined) registerLineCalls(this.#calls, trunks.service, this.#media, logger.child({ subsystem: 'calls' }));
       } catch (err) {
         logger.error({ event: 'trunks.failed', err }, `trunks failed to start: ${(err as Error).message}`);
         await trunks.stop().catch(() => undefined);

@@ -246,7 +246,8 @@ export class CallSession {
     const ringingMedia = this.#media;
     this.#media = undefined;
     await ringingMedia?.stop().catch((err: unknown) => this.log.warn({ err }, 'media did not stop cleanly'));
-    if (this.#cancelled || this.call.state !== 'routing') return undefined;
+    // Still unanswered (a handler may have sent ringing or early media first, a trunk call).
+    if (this.#cancelled || (this.call.state !== 'routing' && this.call.state !== 'ringing' && this.call.state !== 'early')) return undefined;
     this.call.setMode('application');
     this.#ctx.registerDialog(this.a.dialog.id, this, 'a');
     this.call.legAnswered(this.#aInfo.id);
@@ -258,9 +259,9 @@ export class CallSession {
     return received;
   }
 
-  /** A final response to the caller from a target handler (e.g. 200-less feature code: 403). */
-  async reject(status: number, phrase: string, reasonText: string, disposition: CallDisposition): Promise<void> {
-    await this.#fail(status, phrase, reasonText, disposition);
+  /** A final response to the caller from a target handler (e.g. 200-less feature code: 403; a trunk's 503 with Retry-After). */
+  async reject(status: number, phrase: string, reasonText: string, disposition: CallDisposition, headers: Record<string, string> = {}): Promise<void> {
+    await this.#fail(status, phrase, reasonText, disposition, headers);
   }
 
   /** The call's media path (transfer renegotiates through it); undefined before routing. */

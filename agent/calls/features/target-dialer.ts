@@ -30,6 +30,10 @@ export interface DialRequest {
   referredBy?: string;
   /** Each provisional answer (180, 183) from a contact. */
   onProgress?: (status: number, reason: string) => void;
+  /** An SDP offer for the INVITEs (a call from a line channel); default none (delayed offer). */
+  sdp?: string;
+  /** Aborted when the caller gives up: every contact is cancelled and the outcome is 487. */
+  signal?: AbortSignal;
 }
 
 export type DialOutcome =
@@ -49,6 +53,7 @@ export function dialTarget(deps: DialerDeps, req: DialRequest): Promise<DialOutc
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onAbort);
       resolve(outcome);
     };
     const cancelOthers = (winner: OutboundSipLeg | undefined, reason: string): void => {
@@ -58,6 +63,13 @@ export function dialTarget(deps: DialerDeps, req: DialRequest): Promise<DialOutc
       cancelOthers(undefined, reasonHeader(480, 'No answer'));
       settle({ answered: false, status: 408, reason: 'Request Timeout' });
     }, req.ringTimeoutSec * 1000);
+    const onAbort = (): void => {
+      if (settled) return;
+      cancelOthers(undefined, reasonHeader(487, 'Caller gave up'));
+      settle({ answered: false, status: 487, reason: 'Request Terminated' });
+    };
+    if (req.signal?.aborted) queueMicrotask(onAbort);
+    else req.signal?.addEventListener('abort', onAbort, { once: true });
     const allFailed = (): void => {
       if (!legs.every((l) => l.done)) return;
       const statuses = legs.map((l) => l.status ?? 480);
@@ -79,7 +91,7 @@ export function dialTarget(deps: DialerDeps, req: DialRequest): Promise<DialOutc
         to: { uri: `sip:${extension}@${deps.domain}`, params: Object.create(null) },
         contact: deps.contactFor(destination.transport, fromUser),
         route: binding.path,
-        sdp: '',
+        sdp: req.sdp ?? '',
       });
       if (req.referredBy !== undefined) leg.invite.headers['referred-by'] = req.referredBy;
       const entry: { leg: OutboundSipLeg; done: boolean; status?: number } = { leg, done: false };

@@ -1,0 +1,419 @@
+// A call from the PSTN on a line-card channel (docs/calls.md, "Calls on the line
+// cards"). The trunks accepted it for a DID; here it becomes a call of the call
+// core whose caller's leg ('a') is the channel: the DID's target goes through the
+// dial plan (an extension's forwards, DND and fallbacks, a ring group), the phones
+// ring with an offer from the agent's own RTP session, the first to answer wins,
+// the channel is answered and its frames are bridged to that session
+// (channel-media.ts). Either side hanging up ends the other: the phone gets a BYE
+// with the line's Q.850 cause, the line a release with cause 16. When nobody can
+// take the call the channel is released with the cause that says why (17 busy,
+// 19 no answer, 20 nobody registered, 21 declined; RFC 3398 for a plan's reject).
+
+import type { Logger } from 'pino';
+import { causeText } from '../../drivers/q850.ts';
+import type { CallerId, ChannelRef, FrameLaw, LineCard, ReleaseEvent } from '../../drivers/types.ts';
+import { acceptAnswer, answerOffer, createOffer, SdpNegotiationError, SdpOrigin, type CodecName, type MediaEngine, type RtpSession } from '../media/index.ts';
+import { DialogError } from '../sip/dialog.ts';
+import type { IncomingRequest } from '../sip/stack.ts';
+import type { DidTarget } from '../trunks/plan.ts';
+import type { Call, LegInfo } from './call.ts';
+import type { AdoptedCall, AdoptedCallLink } from './call-core.ts';
+import type { CallDisposition } from './call-record.ts';
+import { ChannelMedia } from './channel-media.ts';
+import { dialTarget, type DialerDeps } from './features/target-dialer.ts';
+import { causeForOutcome, causeForSipStatus, q850ReasonHeader, STATUS_FOR_OUTCOME } from './line-causes.ts';
+import type { DialPlan, FailureOutcome, RouteDecision, RouteRequest, RoutingState } from './routing/types.ts';
+import { ALLOWED_METHODS, reasonHeader, type OutboundSipLeg } from './sip-leg.ts';
+
+/** What the bridge needs of an inbound call the trunks accepted (InboundTrunkCall has it). */
+export interface LineCall {
+  card: LineCard;
+  channel: ChannelRef;
+  callerId: CallerId;
+  dialled: string;
+  target: DidTarget;
+  tenant: string;
+  answer(): Promise<void>;
+  release(cause?: number): Promise<void>;
+}
+
+export interface ChannelCallDeps extends Omit<DialerDeps, 'log'> {
+  dialPlan: DialPlan;
+  routingState: RoutingState;
+  media: MediaEngine;
+}
+
+/** "pstn/1/30": the card and channel, as records and logs name a channel leg. */
+export function channelName(card: LineCard, channel: ChannelRef): string {
+  return `${card.name}/${channel.span}/${channel.channel}`;
+}
+
+/** The law of a channel's span (A-law on E1, µ-law elsewhere). */
+export function lawOf(card: LineCard, channel: ChannelRef): FrameLaw {
+  return card.spans().find((s) => s.span === channel.span)?.law ?? 'PCMU';
+}
+
+/** Our codec preference with the line's law first: a phone that can take it needs no transcoding. */
+export function codecsFor(law: FrameLaw, configured: readonly CodecName[]): CodecName[] {
+  return configured.includes(law) ? [law, ...configured.filter((c) => c !== law)] : [...configured];
+}
+
+interface AnsweredPhone {
+  leg: OutboundSipLeg;
+  info: LegInfo;
+  extension: string;
+}
+
+export class InboundChannelCall implements AdoptedCall {
+  readonly call: Call;
+  readonly log: Logger;
+  readonly #deps: ChannelCallDeps;
+  readonly #link: AdoptedCallLink;
+  readonly #line: LineCall;
+  readonly #request: RouteRequest;
+  readonly #aInfo: LegInfo;
+  readonly #law: FrameLaw;
+  /** Aborted when the line caller hangs up before answer: the ringing phones are cancelled. */
+  readonly #lineGone = new AbortController();
+  #lineReleased = false;
+  #rtp: RtpSession | undefined;
+  #origin = new SdpOrigin();
+  #bridge: ChannelMedia | undefined;
+  #phone: AnsweredPhone | undefined;
+  #ringing: string[] = [];
+  #offerPending = false;
+  readonly #offRelease: () => void;
+
+  constructor(deps: ChannelCallDeps, line: LineCall, call: Call, link: AdoptedCallLink, log: Logger) {
+    this.#deps = deps;
+    this.#line = line;
+    this.call = call;
+    this.#link = link;
+    this.log = log;
+    this.#law = lawOf(line.card, line.channel);
+    const number = line.callerId.number ?? 'anonymous';
+    this.#request = {
+      dialed: line.dialled,
+      caller: { number, ...(line.callerId.name !== undefined ? { name: line.callerId.name } : {}), origin: 'trunk' },
+    };
+    this.#aInfo = call.addLeg({ kind: 'channel', direction: 'inbound', party: channelName(line.card, line.channel) });
+    const onRelease = (e: ReleaseEvent): void => {
+      if (e.channel.span === line.channel.span && e.channel.channel === line.channel.channel) this.#released(e);
+    };
+    line.card.on('release', onRelease);
+    this.#offRelease = () => line.card.off('release', onRelease);
+  }
+
+  parties(): string[] {
+    return this.#phone !== undefined ? [this.#phone.extension] : [...this.#ringing];
+  }
+
+  /** Routes and rings until answered or failed; never throws. */
+  async run(): Promise<void> {
+    try {
+      this.log.info({ event: 'call.started', caller: this.#request.caller.number, dialed: this.#line.dialled, target: this.#line.target, tenant: this.#line.tenant }, `line call from ${this.#request.caller.number} to ${this.#line.dialled}`);
+      await this.#route();
+    } catch (err) {
+      this.log.error({ err }, 'line call failed unexpectedly');
+      await this.#fail(41, 500, 'Internal error', 'failed');
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.call.state === 'answered') return this.hangup('system', 'Service shutting down');
+    this.#lineGone.abort();
+    await this.#fail(41, 503, 'Service shutting down', 'failed');
+  }
+
+  /** Ends an answered call: BYE to the phone, release of the line, whichever is still up. */
+  async hangup(by: 'caller' | 'callee' | 'system', reason: string, cause = 16): Promise<void> {
+    if (this.call.state === 'ended') return;
+    const phone = this.#phone;
+    let bye: Promise<unknown> | undefined;
+    if (phone !== undefined && by !== 'callee' && phone.leg.dialog?.state === 'confirmed') {
+      const header = by === 'caller' ? q850ReasonHeader(cause, causeText(cause)) : reasonHeader(200, reason);
+      bye = phone.leg.send('BYE', { headers: { Reason: header } }).catch(() => undefined);
+    }
+    phone?.leg.dialog?.terminate();
+    const endedBy = by === 'caller' ? 'caller' : by === 'callee' ? 'callee' : 'system';
+    this.call.legEnded(this.#aInfo.id, undefined, endedBy);
+    if (phone !== undefined) this.call.legEnded(phone.info.id, undefined, endedBy);
+    await this.#finish(this.call.answeredAt !== undefined ? 'answered' : 'failed', reason, undefined, by === 'caller' ? undefined : 16);
+    await bye;
+  }
+
+  /** A request in the answered phone's dialog. */
+  async handleInDialog(incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    const dialog = this.#phone?.leg.dialog;
+    if (dialog === undefined) {
+      incoming.respond(481, 'Call/Transaction Does Not Exist');
+      return;
+    }
+    try {
+      dialog.receiveRequest(req);
+    } catch (err) {
+      if (!(err instanceof DialogError)) throw err;
+      incoming.respond(err.status, err.status === 500 ? 'Server Internal Error' : 'Call/Transaction Does Not Exist');
+      return;
+    }
+    switch (req.method) {
+      case 'ACK':
+        return;
+      case 'BYE':
+        incoming.respond(200, 'OK');
+        await this.hangup('callee', 'Callee hung up');
+        return;
+      case 'OPTIONS':
+        incoming.respond(200, 'OK', { headers: { Allow: ALLOWED_METHODS, Accept: 'application/sdp' } });
+        return;
+      case 'INVITE':
+      case 'UPDATE':
+        await this.#offerInDialog(incoming);
+        return;
+      case 'INFO':
+        this.#info(incoming);
+        return;
+      case 'PRACK':
+        incoming.respond(481, 'Call/Transaction Does Not Exist');
+        return;
+      default:
+        // REFER (transfer of a line call) and the rest are not carried out for line calls yet.
+        incoming.respond(501, 'Not Implemented', { headers: { Allow: ALLOWED_METHODS } });
+    }
+  }
+
+  // --- routing and ringing ---------------------------------------------------------
+
+  #firstDecision(): RouteDecision {
+    const target = this.#line.target;
+    const plan = this.#deps.dialPlan;
+    const state = this.#deps.routingState;
+    switch (target.kind) {
+      case 'extension':
+        return plan.route({ ...this.#request, dialed: target.extension }, state);
+      case 'group':
+        return plan.route({ ...this.#request, dialed: target.group }, state);
+      case 'voicemail':
+        return { target: { kind: 'voicemail', mailbox: target.mailbox, reason: 'direct' }, emergency: false, why: `DID ${this.#line.dialled} → voicemail ${target.mailbox}` };
+      case 'app':
+        return { target: { kind: 'reject', status: 480, reason: `application ${target.app} is not available for line calls` }, emergency: false, why: `DID ${this.#line.dialled} → app ${target.app}` };
+    }
+  }
+
+  async #route(): Promise<void> {
+    const { dialPlan, routingState } = this.#deps;
+    let decision: RouteDecision | undefined = this.#firstDecision();
+    let tried: FailureOutcome | undefined;
+    for (let attempt = 0; decision !== undefined; attempt++) {
+      if (this.#lineReleased || this.call.state === 'ended') return;
+      const target = decision.target;
+      this.log.info({ event: 'call.routed', target: target.kind, why: decision.why }, `routed: ${decision.why}`);
+      let outcome: FailureOutcome | 'answered' | 'gone';
+      if (target.kind === 'reject') {
+        await this.#fail(causeForSipStatus(target.status), target.status, target.reason, target.status === 486 ? 'busy' : target.status === 480 ? 'unavailable' : 'failed');
+        return;
+      } else if (target.kind === 'ring') {
+        outcome = await this.#ring(target.extensions, target.ringTimeoutSec);
+        tried = outcome === 'answered' || outcome === 'gone' ? tried : outcome;
+      } else {
+        // Voicemail, feature codes and a forward out to the PSTN are carried out for
+        // calls from phones; a line caller is told the target is unavailable.
+        this.log.info({ target: target.kind }, 'this target is not carried out for line calls; treated as unavailable');
+        outcome = 'unavailable';
+      }
+      if (outcome === 'answered') return;
+      if (outcome === 'gone' || this.#lineReleased) {
+        await this.#finish('cancelled', 'Caller hung up', 487);
+        return;
+      }
+      const next = dialPlan.next(this.#request, decision, outcome, attempt, routingState);
+      if (next === undefined) {
+        const final = tried ?? outcome;
+        await this.#fail(causeForOutcome(final), STATUS_FOR_OUTCOME[final], final, final);
+        return;
+      }
+      if (this.call.state !== 'routing') this.call.transition('routing', `${outcome}: ${next.why}`);
+      decision = next;
+    }
+  }
+
+  async #session(): Promise<RtpSession> {
+    this.#rtp ??= await this.#deps.media.createSession({ logger: this.log });
+    return this.#rtp;
+  }
+
+  #localMedia(rtp: RtpSession): ReturnType<MediaEngine['localMedia']> {
+    const media = this.#deps.media;
+    return media.localMedia(rtp, this.#origin, { codecs: codecsFor(this.#law, media.config.codecs ?? ['PCMU', 'PCMA']) });
+  }
+
+  async #ring(extensions: readonly string[], ringTimeoutSec: number): Promise<FailureOutcome | 'answered' | 'gone'> {
+    const rtp = await this.#session();
+    if (this.#lineReleased) return 'gone';
+    this.#ringing = [...extensions];
+    const caller = this.#request.caller;
+    const startedAt = Date.now();
+    const result = await dialTarget(
+      { ...this.#deps, log: this.log },
+      {
+        extensions,
+        ringTimeoutSec,
+        from: { uri: `sip:${caller.number}@${this.#deps.domain}`, ...(caller.name !== undefined ? { name: caller.name } : {}), params: Object.create(null) },
+        sdp: createOffer(this.#localMedia(rtp)),
+        signal: this.#lineGone.signal,
+        onProgress: (status) => {
+          if (this.call.state === 'routing') this.call.transition('ringing', `${status} from ${extensions.join(', ')}`);
+        },
+      },
+    );
+    this.#ringing = [];
+    if (this.call.state === 'ended') {
+      // Shut down while ringing; a phone that answered meanwhile is hung up.
+      if (result.answered) await result.leg.ack().then(() => result.leg.send('BYE', { headers: { Reason: reasonHeader(503, 'Service shutting down') } })).catch(() => undefined);
+      return 'gone';
+    }
+    if (!result.answered) {
+      const info = this.call.addLeg({ kind: 'sip', direction: 'outbound', party: extensions.join(',') });
+      this.call.legEnded(info.id, result.status, result.status === 487 ? 'cancel' : 'callee');
+      if (result.status === 487 || this.#lineReleased) return 'gone';
+      this.log.info({ status: result.status, extensions }, `${extensions.join(', ')}: ${result.status} ${result.reason}`);
+      return result.status === 486 ? 'busy' : result.status === 408 ? 'no-answer' : result.status === 603 ? 'rejected' : 'unavailable';
+    }
+    const { leg, response, extension } = result;
+    const info = this.call.addLeg({ kind: 'sip', direction: 'outbound', party: extension, callId: leg.callId });
+    if (this.#lineReleased) {
+      // The line caller hung up as the phone answered.
+      this.call.legEnded(info.id, 200, 'system');
+      await leg.ack().catch(() => undefined);
+      await leg.send('BYE', { headers: { Reason: reasonHeader(487, 'Caller hung up') } }).catch(() => undefined);
+      return 'gone';
+    }
+    try {
+      rtp.applyNegotiation(acceptAnswer(response.content, this.#localMedia(rtp)));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, extension }, 'the phone answered with unusable SDP');
+      await leg.ack().catch(() => undefined);
+      await leg.send('BYE', { headers: { Reason: reasonHeader(488, 'Unusable SDP answer') } }).catch(() => undefined);
+      this.call.legEnded(info.id, 488, 'system');
+      return 'unavailable';
+    }
+    this.#phone = { leg, info, extension };
+    await leg.ack().catch((err: unknown) => this.log.warn({ err }, 'could not send ACK to the phone'));
+    const dialog = leg.dialog;
+    if (dialog !== undefined) this.#link.registerDialog(dialog.id);
+    try {
+      await this.#line.answer();
+    } catch (err) {
+      this.log.info({ err: (err as Error).message }, 'the line call ended before it could be answered');
+      await this.hangup('caller', 'Caller hung up');
+      return 'answered';
+    }
+    this.#bridge = new ChannelMedia({ card: this.#line.card, channel: this.#line.channel, law: this.#law, session: rtp, log: this.log });
+    this.#bridge.start();
+    // Silence from the phone counts from now (media.media_timeout).
+    rtp.setDirection(rtp.direction);
+    rtp.on('timeout', () => void this.hangup('system', 'Media timeout'));
+    this.call.legAnswered(this.#aInfo.id);
+    this.call.legAnswered(info.id);
+    this.call.answeredBy = extension;
+    this.call.transition('answered', `answered by ${extension}`);
+    this.log.info({ event: 'call.answered', by: extension, codec: rtp.codec, law: this.#law, ringMs: Date.now() - startedAt }, `${extension} answered the line call`);
+    return 'answered';
+  }
+
+  // --- in the dialog -----------------------------------------------------------------
+
+  /** Hold, resume, codec change from the phone: answered by the agent's session; the line notices nothing. */
+  async #offerInDialog(incoming: IncomingRequest): Promise<void> {
+    const req = incoming.request;
+    const rtp = this.#rtp;
+    const dialog = this.#phone?.leg.dialog;
+    if (this.call.state !== 'answered' || rtp === undefined || dialog === undefined || this.#offerPending) {
+      incoming.respond(491, 'Request Pending', { headers: { 'Retry-After': '1' } });
+      return;
+    }
+    this.#origin.bump();
+    const headers = { Contact: `<${dialog.localContact}>`, 'Content-Type': 'application/sdp' };
+    if (req.content === '') {
+      incoming.respond(200, 'OK', { headers, content: createOffer(this.#localMedia(rtp)) });
+      if (req.method !== 'INVITE') return;
+      this.#offerPending = true;
+      const ack = await incoming.waitForAck();
+      this.#offerPending = false;
+      if (ack !== undefined && ack.content !== '') {
+        try {
+          rtp.applyNegotiation(acceptAnswer(ack.content, this.#localMedia(rtp)));
+        } catch (err) {
+          this.log.info({ err: (err as Error).message }, 'unusable SDP in the ACK; media unchanged');
+        }
+      }
+      return;
+    }
+    try {
+      const answer = answerOffer(req.content, this.#localMedia(rtp));
+      rtp.applyNegotiation(answer.media);
+      incoming.respond(200, 'OK', { headers, content: answer.sdp });
+    } catch (err) {
+      if (!(err instanceof SdpNegotiationError)) throw err;
+      incoming.respond(488, 'Not Acceptable Here', { headers: { Warning: `${err.warning} ${this.#deps.domain} "${err.message.replace(/"/g, "'")}"` } });
+    }
+  }
+
+  /** SIP INFO digits (application/dtmf-relay, application/dtmf) go to the line like RFC 4733 ones. */
+  #info(incoming: IncomingRequest): void {
+    const req = incoming.request;
+    const type = typeof req.headers['content-type'] === 'string' ? req.headers['content-type'].toLowerCase() : '';
+    const digit = type.startsWith('application/dtmf-relay')
+      ? /Signal\s*=\s*([0-9*#A-Da-d])/.exec(req.content)?.[1]
+      : type.startsWith('application/dtmf')
+        ? /^\s*([0-9*#A-Da-d])\s*$/.exec(req.content)?.[1]
+        : undefined;
+    if (digit === undefined) {
+      incoming.respond(type === '' ? 200 : 415, type === '' ? 'OK' : 'Unsupported Media Type', type === '' ? undefined : { headers: { Accept: 'application/dtmf-relay, application/dtmf' } });
+      return;
+    }
+    incoming.respond(200, 'OK');
+    this.#line.card.sendDigits(this.#line.channel, digit.toUpperCase()).catch((err: unknown) => this.log.info({ err: (err as Error).message }, 'INFO digit not sent to the line'));
+  }
+
+  // --- endings -----------------------------------------------------------------------
+
+  /** The line released the channel: the far end hung up, or an alarm took the span. */
+  #released(e: ReleaseEvent): void {
+    if (this.#lineReleased) return;
+    this.#lineReleased = true;
+    this.log.info({ event: 'line.released', cause: e.cause, by: e.by }, `line released: cause ${e.cause} (${causeText(e.cause)}) by ${e.by}`);
+    if (e.by === 'local') return;
+    if (this.call.state === 'answered') {
+      void this.hangup('caller', e.by === 'network' ? `Line failure: ${causeText(e.cause)}` : 'Caller hung up', e.cause);
+      return;
+    }
+    this.call.legEnded(this.#aInfo.id, 487, 'cancel');
+    this.#lineGone.abort();
+  }
+
+  /** Releases the line with `cause` (unanswered call) and ends the call. */
+  async #fail(cause: number, status: number, reasonText: string, disposition: CallDisposition): Promise<void> {
+    if (this.call.state === 'ended') return;
+    this.log.info({ event: 'call.failed', cause, status, reason: reasonText }, `line call failed: cause ${cause} (${causeText(cause)})`);
+    this.call.legEnded(this.#aInfo.id, status, 'system');
+    await this.#finish(disposition, `${reasonText} (Q.850 cause ${cause})`, status, cause);
+  }
+
+  async #finish(disposition: CallDisposition, reason: string, finalStatus: number | undefined, releaseCause?: number): Promise<void> {
+    if (this.call.state === 'ended') return;
+    this.call.end(disposition, reason, finalStatus);
+    this.#offRelease();
+    this.#bridge?.stop();
+    const phone = this.#phone;
+    if (phone?.leg.dialog !== undefined) this.#link.unregisterDialog(phone.leg.dialog.id);
+    this.#link.ended();
+    const release = !this.#lineReleased && releaseCause !== undefined ? this.#line.release(releaseCause) : Promise.resolve();
+    this.#lineReleased = true;
+    await Promise.all([
+      release.catch((err: unknown) => this.log.warn({ err }, 'could not release the line')),
+      this.#rtp?.stop().catch((err: unknown) => this.log.warn({ err }, 'media did not stop cleanly')),
+    ]);
+  }
+}

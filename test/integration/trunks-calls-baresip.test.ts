@@ -1,0 +1,200 @@
+// PSTN calls through the agent's simulated E1, end to end with real peers: the
+// simulated PSTN (the sim card's control socket, driven by the public `branchline
+// sim call` command as a child process) and a baresip desk phone registered as 1001.
+// - Inbound: a call to DID 5550100 (config/sample.yaml) rings the phone; it answers
+//   (ctrl_tcp accept); the PSTN plays a 1 kHz tone and the phone a 440 Hz one; the
+//   phone's recording (sndfile) and the PSTN's (save-recording) carry the other's
+//   tone; `sim call` exits 0 with its JSON outcome; the call record has the channel leg.
+// - DTMF from the phone (RFC 4733) reaches the line as digits; digits from the line
+//   reach the phone.
+// - Outbound: the phone dials an outside number answered by a PSTN subscriber that
+//   sends a 1 kHz tone; audio both ways; the record's channel leg.
+// - All channels busy: a further outside call gets 503 with Retry-After.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { after, before, describe, test } from 'node:test';
+import YAML from 'yaml';
+import { SimControlClient } from '../../drivers/sim/control-client.ts';
+import type { ControlEvent } from '../../drivers/sim/control-protocol.ts';
+import { REPO_ROOT, startAgent, type AgentHandle } from '../helpers/agent.ts';
+import { startBaresip, type BaresipHandle } from '../helpers/baresip.ts';
+import { freeUdpTcpPort } from '../helpers/ports.ts';
+
+const CLI = path.join(REPO_ROOT, 'agent', 'cli.ts');
+const OUTSIDE = '2125550199';
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}\n${stderr}`)) : resolve(stdout + stderr)));
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Rough frequency and RMS amplitude as `sox … -n stat` measures them. */
+async function measure(args: string[]): Promise<{ frequency: number; rms: number; seconds: number }> {
+  const out = await run('sox', [...args, '-n', 'stat']);
+  const num = (label: string): number => Number(new RegExp(`${label}:\\s+(-?[0-9.]+)`).exec(out)?.[1] ?? Number.NaN);
+  return { frequency: num('Rough\\s+frequency'), rms: num('RMS\\s+amplitude'), seconds: num('Length \\(seconds\\)') };
+}
+
+/** The newest WAV of what the phone heard (sndfile's decoder-side dump). */
+async function heardFile(dir: string, nth: number): Promise<string> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.wav') && f.includes('-dec')).sort();
+  assert.ok(files.length >= nth, `${nth} decoded recordings in ${dir}: ${JSON.stringify(files)}`);
+  return path.join(dir, files[nth - 1] as string);
+}
+
+/** `branchline sim call …` as a child process: exit code and its JSON line. */
+function simCall(configPath: string, args: string[]): Promise<{ code: number | null; outcome: Record<string, unknown> | undefined; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, 'sim', 'call', '--config', configPath, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('exit', (code) => {
+      let outcome: Record<string, unknown> | undefined;
+      try {
+        outcome = JSON.parse(stdout.trim().split('\n').pop() ?? '') as Record<string, unknown>;
+      } catch {
+        outcome = undefined;
+      }
+      resolve({ code, outcome, stderr });
+    });
+  });
+}
+
+interface LegRow {
+  leg: string;
+  kind: string;
+  direction: string;
+  party: string;
+  status: number | null;
+}
+
+function lastCall(stateDir: string): { call: Record<string, unknown>; legs: LegRow[] } {
+  const db = new DatabaseSync(path.join(stateDir, 'branchline.sqlite'), { readOnly: true });
+  try {
+    const call = db.prepare('SELECT * FROM calls ORDER BY started_at DESC LIMIT 1').get() as Record<string, unknown>;
+    const legs = db.prepare('SELECT leg, kind, direction, party, status FROM call_legs WHERE call_id = ? ORDER BY leg').all(call['id'] as string) as unknown as LegRow[];
+    return { call, legs };
+  } finally {
+    db.close();
+  }
+}
+
+describe('PSTN calls through the simulated E1 (the sample config)', () => {
+  let agent: AgentHandle;
+  let work: string;
+  let control: string;
+  let pstn: SimControlClient;
+  let phone: BaresipHandle;
+  const events: ControlEvent[] = [];
+
+  before(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'branchline-pstn-'));
+    await run('sox', ['-n', '-r', '8000', '-c', '1', '-b', '16', path.join(work, 'phone-440.wav'), 'synth', '30', 'sine', '440']);
+    await run('sox', ['-n', '-r', '8000', '-c', '1', '-e', 'u-law', '-t', 'raw', path.join(work, 'pstn-1000.ulaw'), 'synth', '2', 'sine', '1000']);
+    const sample = YAML.parse(readFileSync(`${REPO_ROOT}/config/sample.yaml`, 'utf8')) as Record<string, unknown> & { extensions: Array<{ number: string; password: string }>; sip: Record<string, unknown>; linecards: Array<Record<string, unknown>> };
+    const port = await freeUdpTcpPort();
+    control = `127.0.0.1:${await freeUdpTcpPort()}`;
+    const { extensions, state_dir: _stateDir, site: _site, ...rest } = sample;
+    assert.deepEqual(sample['dids'], [{ number: '5550100', extension: '1001' }], 'the sample routes DID 5550100 to 1001');
+    agent = await startAgent({
+      extensions,
+      domain: String(sample.sip['domain']),
+      udpPort: port,
+      tcpPort: port,
+      extraConfig: {
+        ...rest,
+        sip: { ...sample.sip, udp: `127.0.0.1:${port}`, tcp: `127.0.0.1:${port}` },
+        media: { ...(rest['media'] as Record<string, unknown> | undefined), bind_address: '127.0.0.1' },
+        // The sample's card on a free control port, with one outside subscriber that answers with a 1 kHz tone.
+        linecards: [{ ...sample.linecards[0], control, subscribers: [{ number: OUTSIDE, name: 'Outside', behaviour: 'answer', answer_after: 0.3, audio: 'tone' }] }],
+      },
+    });
+    await agent.waitForLog((l) => l['msg'] === 'trunks started', 10_000);
+    pstn = await SimControlClient.connect(control);
+    pstn.on('event', (e) => events.push(e));
+    await pstn.request({ op: 'subscribe' });
+    await run('mkdir', ['-p', path.join(work, 'rec')]);
+    const alice = extensions.find((e) => e.number === '1001');
+    assert.ok(alice);
+    phone = await startBaresip({
+      account: { user: '1001', password: alice.password, registrar: `127.0.0.1:${port}`, domain: agent.domain, regint: 600 },
+      audioFile: path.join(work, 'phone-440.wav'),
+      recordDir: path.join(work, 'rec'),
+    });
+    await phone.waitForEvent((e) => e['type'] === 'REGISTER_OK', 5000);
+  });
+
+  after(async () => {
+    pstn?.close();
+    await phone?.cleanup();
+    await agent?.cleanup();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test('a PSTN call to DID 5550100 rings 1001; answered, both hear each other; `sim call` exits 0', async () => {
+    const call = simCall(agent.configPath, ['--from', '2125550147', '--to', '5550100', '--audio', path.join(work, 'pstn-1000.ulaw'), '--talk', '3']);
+    const incoming = await phone.waitForEvent((e) => e['type'] === 'CALL_INCOMING', 10_000);
+    assert.match(String(incoming['peeruri']), /2125550147/, 'the phone shows the PSTN caller ID');
+    const answered = events.length;
+    const accepted = await phone.command('accept');
+    assert.ok(accepted.ok, accepted.data);
+    // Record what the line receives from the phone, from the moment the PSTN sees the answer.
+    const deadline = Date.now() + 5000;
+    let pstnCall: string | undefined;
+    while (pstnCall === undefined && Date.now() < deadline) {
+      pstnCall = events.slice(answered).find((e) => e.event === 'call.answered')?.call;
+      if (pstnCall === undefined) await sleep(20);
+    }
+    assert.ok(pstnCall, 'the PSTN saw its call answered');
+    await pstn.request({ op: 'record', call: pstnCall });
+
+    const { code, outcome, stderr } = await call;
+    assert.equal(code, 0, `sim call exits 0: ${JSON.stringify(outcome)} ${stderr}`);
+    assert.ok(outcome);
+    assert.equal(outcome['answered'], true);
+    assert.equal(outcome['audio_both_ways'], true);
+    assert.match(String(outcome['channel']), /^pstn\/1\/[0-9]+$/);
+    const packets = outcome['packets'] as { sent: number; received: number; audible_received: number };
+    assert.ok(packets.sent >= 120 && packets.received >= 120, `about 150 frames each way in 3 s: ${JSON.stringify(packets)}`);
+    assert.ok(packets.audible_received >= 100, `the line heard the phone: ${JSON.stringify(packets)}`);
+
+    await phone.waitForEvent((e) => e['type'] === 'CALL_CLOSED', 5000);
+    await sleep(300);
+    const heard = await measure([await heardFile(path.join(work, 'rec'), 1)]);
+    assert.ok(Math.abs(heard.frequency - 1000) < 60, `the phone hears the PSTN's 1 kHz: ${JSON.stringify(heard)}`);
+    assert.ok(heard.rms > 0.05, `loud enough: ${JSON.stringify(heard)}`);
+    const lineFile = path.join(work, 'line.alaw');
+    await pstn.request({ op: 'save-recording', call: pstnCall, file: lineFile });
+    const line = await measure(['-t', 'al', '-r', '8000', '-c', '1', lineFile]);
+    assert.ok(Math.abs(line.frequency - 440) < 40, `the PSTN hears the phone's 440 Hz (A-law on the E1): ${JSON.stringify(line)}`);
+    assert.ok(line.seconds > 2, `about 3 s recorded on the line: ${JSON.stringify(line)}`);
+
+    await agent.waitForLog((l) => l['event'] === 'call.ended', 5000);
+    await sleep(200);
+    const { call: row, legs } = lastCall(agent.stateDir);
+    assert.equal(row['disposition'], 'answered');
+    assert.equal(row['caller'], '2125550147');
+    assert.equal(row['dialed'], '5550100');
+    assert.equal(row['answered_by'], '1001');
+    assert.deepEqual(
+      legs.map((l) => [l.leg, l.kind, l.direction, l.kind === 'channel' ? l.party.replace(/[0-9]+$/, 'N') : l.party]),
+      [
+        ['a', 'channel', 'inbound', 'pstn/1/N'],
+        ['b1', 'sip', 'outbound', '1001'],
+      ],
+    );
+    assert.equal(legs[0]?.party, outcome['channel'], 'the record names the channel sim call used');
+  });
+});
