@@ -70,6 +70,7 @@ export class FileTransfers {
     this.#timer = setInterval(() => {
       this.sender.tick();
       this.sender.kick();
+      this.receiver.sweep();
       this.#states.flush();
     }, every);
     this.#timer.unref();

@@ -75,7 +75,11 @@ interface Session {
   placed: boolean;
   /** The `have` at which we last reported a gap or a bad chunk (one report per position). */
   reportedAt: number;
+  lastActivity: number;
 }
+
+/** A transfer silent this long gives back its file handle; the part file stays for a resume. */
+const IDLE_SESSION_MS = 10 * 60 * 1000;
 
 export class FileReceiver {
   readonly #o: FileReceiverOptions;
@@ -127,6 +131,16 @@ export class FileReceiver {
     return row ? { from: row.from_site, type: row.type, state: row.state } : undefined;
   }
 
+  /** Closes transfers whose sender fell silent (it resumes from the part file later). */
+  sweep(now = Date.now()): void {
+    for (const [id, s] of this.#sessions) {
+      if (now - s.lastActivity < IDLE_SESSION_MS || this.#chains.has(id)) continue;
+      this.#sessions.delete(id);
+      void s.fh?.close().catch(() => undefined);
+      this.#o.logger.info({ event: 'files.idle', id, from: s.manifest.from, have: s.have }, 'incoming file idle; its part file waits for the sender');
+    }
+  }
+
   async stop(): Promise<void> {
     await Promise.all([...this.#chains.values()]);
     for (const s of this.#sessions.values()) await s.fh?.close().catch(() => undefined);
@@ -169,6 +183,7 @@ export class FileReceiver {
       log.info({ event: 'files.receiving', id: m.transfer, from: m.from, size: m.size, chunks: m.chunks.length, have: session.have }, session.have > 0 ? `resuming a file at chunk ${session.have}` : 'receiving a file');
     }
     session.reportedAt = -1;
+    session.lastActivity = Date.now();
     if (session.placed || session.have === m.chunks.length) {
       await this.#complete(session, handler);
       return;
@@ -185,7 +200,7 @@ export class FileReceiver {
       () => false,
     );
     if (placed && (await digestFile(dest, m.chunk_size)).sha256 === m.sha256) {
-      return { manifest: m, dest, part, fh: undefined, have: m.chunks.length, placed: true, reportedAt: -1 };
+      return { manifest: m, dest, part, fh: undefined, have: m.chunks.length, placed: true, reportedAt: -1, lastActivity: Date.now() };
     }
     let fh: FileHandle;
     try {
@@ -202,7 +217,7 @@ export class FileReceiver {
       if (bytesRead !== length || sha256(buf.subarray(0, length)) !== m.chunks[have]) break;
     }
     await fh.truncate(have * m.chunk_size);
-    return { manifest: m, dest, part, fh, have, placed: false, reportedAt: -1 };
+    return { manifest: m, dest, part, fh, have, placed: false, reportedAt: -1, lastActivity: Date.now() };
   }
 
   async #onChunk(c: FileChunk): Promise<void> {
@@ -218,6 +233,7 @@ export class FileReceiver {
     }
     const m = s.manifest;
     if (s.placed || c.from !== m.from) return;
+    s.lastActivity = Date.now();
     if (c.index < s.have) return this.#status(m, 'receiving', s.have);
     if (c.index > s.have) {
       if (s.reportedAt === s.have) return;
