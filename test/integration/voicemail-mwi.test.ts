@@ -5,6 +5,7 @@
 // subscribes: unsolicited NOTIFY after a deposit, after an agent restart and after
 // it re-registers.
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -162,4 +163,43 @@ test('a phone that does not subscribe gets unsolicited NOTIFY: after a deposit, 
   assert.deepEqual(await whileListening(() => site.restart()), ['yes|1/0|message-summary']);
   await register();
   assert.deepEqual(await listen(), ['yes|1/0|message-summary']);
+});
+
+test('SUBSCRIBEs the agent refuses, each with the response that says why', async (t) => {
+  const site = await startSite(t);
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  t.after(() => socket.close());
+  const port = socket.address().port;
+  const subscribe = async (o: { user: string; event?: string; expires?: number; toTag?: string }): Promise<string> => {
+    const text = [
+      `SUBSCRIBE sip:${o.user}@${DOMAIN} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bK${Math.random().toString(36).slice(2)};rport`,
+      'Max-Forwards: 70',
+      `From: <sip:${o.user}@${DOMAIN}>;tag=f${Math.random().toString(36).slice(2)}`,
+      `To: <sip:${o.user}@${DOMAIN}>${o.toTag ? `;tag=${o.toTag}` : ''}`,
+      `Call-ID: ${Math.random().toString(36).slice(2)}@test`,
+      'CSeq: 1 SUBSCRIBE',
+      `Contact: <sip:${o.user}@127.0.0.1:${port}>`,
+      `Event: ${o.event ?? 'message-summary'}`,
+      `Expires: ${o.expires ?? 600}`,
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    const answer = new Promise<string>((resolve) => socket.once('message', (m) => resolve(m.toString())));
+    socket.send(text, site.port, '127.0.0.1');
+    return answer;
+  };
+  const status = (res: string): string => res.split('\r\n')[0] ?? '';
+  const presence = await subscribe({ user: '1001', event: 'presence' });
+  assert.match(status(presence), /^SIP\/2.0 489 /);
+  assert.match(presence, /\r\nAllow-Events: message-summary\r\n/i);
+  const brief = await subscribe({ user: '1001', expires: 5 });
+  assert.match(status(brief), /^SIP\/2.0 423 /);
+  assert.match(brief, /\r\nMin-Expires: 10\r\n/i);
+  assert.match(status(await subscribe({ user: '1001' })), /^SIP\/2.0 403 /, 'not from a registered phone of 1001');
+  assert.match(status(await subscribe({ user: '3000' })), /^SIP\/2.0 404 /, 'no such mailbox');
+  assert.match(status(await subscribe({ user: '1001', toTag: 'not-ours' })), /^SIP\/2.0 481 /, 'a refresh of a subscription we do not have');
+  assert.equal(site.agent.voicemail?.mwi?.subscriptionCount, 0);
 });

@@ -163,3 +163,22 @@ test('change PIN and record the name greeting by phone; the name is then used in
   await deposit;
   assert.ok(bestCorrelation(name, heard.samples(), 16000).correlation > 0.9, 'the recorded name is in the greeting');
 });
+
+test('a key pressed during "goodbye" does not cut it short or keep the call open', async (t) => {
+  const h = await startVoicemail(t, { mailboxes: { '1001': mailbox() } });
+  const { agent, phone } = await h.call();
+  const heard = listen(phone);
+  const session = h.vm.retrieve(agent, { callerExtension: '1001' });
+  await sleep(300);
+  await phone.sendDigits('1234#');
+  await sleep(800);
+  await phone.sendDigits('#'); // end
+  const pressed = performance.now();
+  await phone.sendDigits('5'); // ignored: the goodbye plays to its end, then the IVR ends
+  assert.deepEqual(await session, { endedBy: 'ivr', loggedIn: true, mailbox: '1001' });
+  assert.ok(performance.now() - pressed < 3000);
+  heard.stop();
+  const goodbye = h.vm.prompts.samples('goodbye')!;
+  // The last audio the caller heard is the whole goodbye prompt.
+  assert.ok(bestCorrelation(goodbye, heard.samples().subarray(-goodbye.length - 4000), 4000).correlation > 0.9);
+});
