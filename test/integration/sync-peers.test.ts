@@ -94,6 +94,39 @@ test('a changed directory gets a new version; a restart with the same content ke
   await waitFor('site-b back online at site-a', () => a.peers.homeOf('2001')?.presence === 'online');
 });
 
+test('a site whose state was wiped moves past its retained version; older directories and claimed numbers do not win', async () => {
+  const a = sites[0] as TestSite;
+  const held = a.peers.list().find((p) => p.site === 'site-b')?.version as number;
+  for (const s of sites.filter((x) => x.id === 'site-b')) await s.stop();
+  // site-b comes back from a fresh disk: its own counter says 1, the broker holds `held`.
+  const fresh = await site('site-b', ['2001', '2002', '2003'], { peers: { sip_address: '198.18.1.1:5070', transport: 'tcp' }, dids: [{ number: '+15550202000', extension: '2001' }] });
+  await waitFor('site-b past its retained version', () => fresh.peers.version === held + 1);
+  await waitFor('the new content at site-a', () => a.peers.homeOf('2003')?.reachable);
+  assert.equal(a.peers.list().find((p) => p.site === 'site-b')?.version, held + 1);
+
+  // A stale copy (a replayed retained message) is ignored.
+  const replay = await mqtt.connectAsync(broker.url, { clientId: 'replayer', protocolVersion: 5 });
+  const stale = { v: 1, id: 'old', stream: 'directory', seq: 1, boot: 'old', ts: 1, site: 'site-b', version: 1, sip: { address: '203.0.113.9:5060', domain: 'old', transport: 'udp' }, extensions: [{ number: '2001' }], dids: [] };
+  await replay.publishAsync('branchline/v1/site/site-b/directory', Buffer.from(JSON.stringify(stale)), { qos: 1 });
+  await waitFor('the stale directory logged', () => a.lines.some((l) => l['event'] === 'peers.stale_directory' && l['site'] === 'site-b'));
+  assert.equal(a.peers.homeOf('2001')?.sipAddress, '198.18.1.1:5070');
+
+  // site-c claims 2001 too: the lowest site id keeps it, and the conflict is logged.
+  const c = await site('site-c', ['2001', '3001']);
+  await waitFor('site-c at site-a', () => a.peers.homeOf('3001')?.reachable);
+  assert.equal(a.peers.homeOf('2001')?.siteId, 'site-b');
+  assert.ok(a.lines.some((l) => l['event'] === 'peers.conflict'));
+  // Retired: an empty retained directory removes site-c everywhere.
+  await c.stop();
+  await replay.publishAsync('branchline/v1/site/site-c/directory', Buffer.alloc(0), { qos: 1, retain: true });
+  await waitFor('site-c gone from site-a', () => a.peers.homeOf('3001') === undefined);
+  await replay.endAsync();
+  // Put site-b's retained copy back in front of the replayed one for the next test.
+  await fresh.stop();
+  await site('site-b', ['2001', '2002', '2003'], { peers: { sip_address: '198.18.1.1:5070', transport: 'tcp' }, dids: [{ number: '+15550202000', extension: '2001' }] }, fresh.dir);
+  await waitFor('site-b back', () => a.peers.homeOf('2002')?.reachable);
+});
+
 test('the cached directory answers while the broker is down and after a restart without it', async () => {
   const a = sites[0] as TestSite;
   const dirA = a.dir;
