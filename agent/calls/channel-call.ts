@@ -211,7 +211,10 @@ export class InboundChannelCall implements AdoptedCall {
       this.log.info({ event: 'call.routed', target: target.kind, why: decision.why }, `routed: ${decision.why}`);
       let outcome: FailureOutcome | 'answered' | 'gone';
       if (target.kind === 'reject') {
-        await this.#fail(causeForSipStatus(target.status), target.status, target.reason, target.status === 486 ? 'busy' : target.status === 480 ? 'unavailable' : 'failed');
+        // The plan's 480 means nobody is registered for the number: subscriber absent (20),
+        // which says more to the caller's network than RFC 3398's 18 for any 480.
+        const cause = target.status === 480 ? causeForOutcome('unavailable') : causeForSipStatus(target.status);
+        await this.#fail(cause, target.status, target.reason, target.status === 486 ? 'busy' : target.status === 480 ? 'unavailable' : 'failed');
         return;
       } else if (target.kind === 'ring') {
         outcome = await this.#ring(target.extensions, target.ringTimeoutSec);

@@ -72,6 +72,21 @@ function simCall(configPath: string, args: string[]): Promise<{ code: number | n
   });
 }
 
+/** Waits for the phone's next event of `type` (one more than it had seen so far). */
+async function nextEvent(phone: BaresipHandle, type: string, before: number, timeoutMs: number): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const all = phone.events().filter((e) => e['type'] === type);
+    if (all.length > before) return all[before] as Record<string, unknown>;
+    if (Date.now() > deadline) throw new Error(`no ${type} event within ${timeoutMs} ms: ${JSON.stringify(phone.events().slice(-8))}`);
+    await sleep(25);
+  }
+}
+
+function count(phone: BaresipHandle, type: string): number {
+  return phone.events().filter((e) => e['type'] === type).length;
+}
+
 interface LegRow {
   leg: string;
   kind: string;
@@ -118,6 +133,8 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
         sip: { ...sample.sip, udp: `127.0.0.1:${port}`, tcp: `127.0.0.1:${port}` },
         media: { ...(rest['media'] as Record<string, unknown> | undefined), bind_address: '127.0.0.1' },
         // The sample's card on a free control port, with one outside subscriber that answers with a 1 kHz tone.
+        // One more DID, to 1002 whose phone is not registered here.
+        dids: [...(sample['dids'] as unknown[]), { number: '5550102', extension: '1002' }],
         linecards: [{ ...sample.linecards[0], control, subscribers: [{ number: OUTSIDE, name: 'Outside', behaviour: 'answer', answer_after: 0.3, audio: 'tone' }] }],
       },
     });
@@ -196,5 +213,89 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
       ],
     );
     assert.equal(legs[0]?.party, outcome['channel'], 'the record names the channel sim call used');
+  });
+
+  test('1001 dials an outside number: a PSTN subscriber answers, audio both ways, DTMF both ways', async () => {
+    const closedBefore = count(phone, 'CALL_CLOSED');
+    const established = count(phone, 'CALL_ESTABLISHED');
+    const seen = events.length;
+    const dialed = await phone.command('dial', `sip:${OUTSIDE}@${agent.domain}`);
+    assert.ok(dialed.ok, dialed.data);
+    await nextEvent(phone, 'CALL_ESTABLISHED', established, 10_000);
+    const dialledEvent = events.slice(seen).find((e) => e.event === 'call.dialled');
+    assert.ok(dialledEvent, 'the PSTN saw the card dial');
+    assert.equal(dialledEvent.to, OUTSIDE);
+    assert.equal(dialledEvent.from, '1001', 'caller ID: the extension (trunk policy pass)');
+    const pstnCall = dialledEvent.call;
+    await pstn.request({ op: 'record', call: pstnCall });
+
+    // A key on the phone (RFC 4733) reaches the line as a digit.
+    await sleep(500);
+    await phone.command('sndcode', '5');
+    const deadline = Date.now() + 3000;
+    while (!events.some((e) => e.event === 'call.digits' && e.call === pstnCall && e.digits === '5')) {
+      assert.ok(Date.now() < deadline, `the line received digit 5: ${JSON.stringify(events.slice(seen))}`);
+      await sleep(50);
+    }
+    // A digit from the line reaches the phone.
+    await pstn.request({ op: 'digits', call: pstnCall, digits: '7' });
+    const dtmf = await nextEvent(phone, 'CALL_DTMF_START', 0, 3000);
+    assert.equal(dtmf['param'], '7', `the phone got digit 7: ${JSON.stringify(dtmf)}`);
+
+    await sleep(2500);
+    await phone.command('hangup');
+    const released = await new Promise<ControlEvent>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the line was not released after the phone hung up')), 5000);
+      const check = (): void => {
+        const e = events.find((x) => x.event === 'call.released' && x.call === pstnCall);
+        if (e) {
+          clearTimeout(timer);
+          resolve(e);
+        } else setTimeout(check, 50);
+      };
+      check();
+    });
+    assert.equal(released.cause, 16, 'normal clearing on the line');
+    await nextEvent(phone, 'CALL_CLOSED', closedBefore, 5000);
+    await sleep(300);
+    const heard = await measure([await heardFile(path.join(work, 'rec'), 2)]);
+    assert.ok(Math.abs(heard.frequency - 1000) < 60, `the phone hears the subscriber's 1 kHz: ${JSON.stringify(heard)}`);
+    const lineFile = path.join(work, 'line-out.alaw');
+    await pstn.request({ op: 'save-recording', call: pstnCall, file: lineFile });
+    const line = await measure(['-t', 'al', '-r', '8000', '-c', '1', lineFile]);
+    assert.ok(Math.abs(line.frequency - 440) < 40, `the subscriber hears the phone's 440 Hz: ${JSON.stringify(line)}`);
+
+    await agent.waitForLog((l) => l['event'] === 'call.ended' && agent.logs().filter((x) => x['event'] === 'call.ended').length >= 2, 5000);
+    await sleep(200);
+    const { call: row, legs } = lastCall(agent.stateDir);
+    assert.equal(row['disposition'], 'answered');
+    assert.equal(row['caller'], '1001');
+    assert.equal(row['dialed'], OUTSIDE);
+    assert.equal(row['answered_by'], OUTSIDE);
+    assert.deepEqual(
+      legs.map((l) => [l.leg, l.kind, l.direction, l.party]),
+      [
+        ['a', 'sip', 'inbound', '1001'],
+        ['b1', 'channel', 'outbound', String(dialledEvent.channel)],
+      ],
+    );
+  });
+
+  test('a DID whose phone is not registered: the line is released with cause 20 (subscriber absent)', async () => {
+    const { code, outcome } = await simCall(agent.configPath, ['--from', '2125550147', '--to', '5550102', '--talk', '1']);
+    assert.equal(code, 1, 'sim call exits 1 for an unanswered call');
+    assert.equal(outcome?.['answered'], false);
+    assert.equal(outcome?.['cause'], 20);
+  });
+
+  test('the phone declines a PSTN call: the line hears busy (cause 17)', async () => {
+    const incoming = count(phone, 'CALL_INCOMING');
+    const call = simCall(agent.configPath, ['--from', '2125550147', '--to', '5550100', '--talk', '1']);
+    await nextEvent(phone, 'CALL_INCOMING', incoming, 10_000);
+    await phone.command('hangup'); // baresip refuses a ringing call with 486 Busy Here
+    const { code, outcome } = await call;
+    assert.equal(code, 1);
+    assert.equal(outcome?.['answered'], false);
+    assert.equal(outcome?.['cause'], 17, `busy on the line: ${JSON.stringify(outcome)}`);
   });
 });
