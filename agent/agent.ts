@@ -5,6 +5,7 @@ import type { AgentConfig } from './config/types.ts';
 import { CallerAuthenticator } from './calls/caller-auth.ts';
 import { CallCore } from './calls/call-core.ts';
 import { CallTransfer } from './calls/features/transfer.ts';
+import { InviteWithReplaces } from './calls/features/invite-replaces.ts';
 import { ReliableProvisionals } from './calls/features/reliable-provisionals.ts';
 import { SessionTimers } from './calls/features/session-timer.ts';
 import { ConfiguredDialPlan } from './calls/routing/dial-plan.ts';
@@ -162,7 +163,7 @@ export class Agent {
       timers: config.sip.timers,
       checks: {
         // 100rel and timer: agent/calls/features (reliable provisionals, session timers).
-        supportedExtensions: new Set(['path', 'outbound', '100rel', 'timer']),
+        supportedExtensions: new Set(['path', 'outbound', '100rel', 'timer', 'replaces']),
         // SDP for calls; DTMF relay bodies (INFO) and sipfrag (NOTIFY after REFER) pass between phones.
         acceptedContentTypes: new Set(['application/sdp', 'application/dtmf-relay', 'application/dtmf', 'message/sipfrag']),
         // The agent is the endpoint of every request it takes (registrar, B2BUA), never
@@ -309,6 +310,8 @@ export class Agent {
     this.#calls.setInDialogHandler('REFER', transfer.handleRefer);
     this.#calls.addFeature(new SessionTimers({ sessionExpires: config.calls.session_expires, minSE: config.calls.min_se }, this.#calls, this.bus));
     this.#calls.addFeature(new ReliableProvisionals(this.#calls, config.sip.timers.t1));
+    const calls = this.#calls;
+    this.#calls.addFeature(new InviteWithReplaces({ ...calls.placement, findDialog: (id, local, remote) => calls.findDialog(id, local, remote), log: logger.child({ subsystem: 'calls' }) }));
     logger.info({ event: 'calls.ready', mediaPolicy: m.policy, rtp: `${m.port_range.min}-${m.port_range.max}`, advertise: this.#media.advertiseAddress }, 'call core ready');
   }
 
@@ -324,7 +327,7 @@ export class Agent {
     if (method === 'OPTIONS') {
       incoming.respond(200, 'OK', {
         toTag: 'opt',
-        headers: { Allow: allowedMethods, Accept: 'application/sdp', Supported: 'path, outbound, 100rel, timer' },
+        headers: { Allow: allowedMethods, Accept: 'application/sdp', Supported: 'path, outbound, 100rel, timer, replaces' },
       });
       return;
     }

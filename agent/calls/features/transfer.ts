@@ -9,19 +9,15 @@
 //             to the target it consulted first. The target's leg of that call takes
 //             the referrer's place in this one; the referrer's leg of the other call
 //             is hung up.
-//   INVITE with Replaces (a phone taking over a dialog, RFC 3891 §3): the new phone
-//             takes the place of the phone whose dialog it names.
+// (A phone that sends an INVITE with Replaces itself: invite-replaces.ts.)
 //
 // The referrer is let go as soon as the REFER is accepted: its BYE (phones hang up
 // after the 202 or after the final NOTIFY) is answered here and no longer ends the
 // call. If the transfer fails, the transferee stays with the referrer, or is hung
 // up when the referrer has already gone.
 //
-// Media: the target is invited without SDP and offers in its 200; the call's media
-// path answers that offer for the referrer's side (anchored: the agent's RTP session
-// there now talks to the target; the transferee notices nothing) or passes it to the
-// transferee in a re-INVITE (direct: the transferee's phone answers), and the
-// answer goes to the target in the ACK (RFC 3725, flow I).
+// Media: the target is invited without SDP and offers in its 200, which is answered
+// for the referrer's side (take-over.ts); the answer goes to the target in the ACK.
 
 import type { Logger } from 'pino';
 import type { CallSession, InDialogHandler } from '../call-session.ts';
@@ -30,9 +26,10 @@ import type { DialPlan, RoutingState } from '../routing/types.ts';
 import { reasonHeader } from '../sip-leg.ts';
 import { Dialog } from '../../sip/dialog.ts';
 import type { IncomingRequest, SipStack } from '../../sip/stack.ts';
-import type { NameAddr, SipResponse } from '../../sip/types.ts';
+import type { NameAddr } from '../../sip/types.ts';
 import { ReferNotifier } from './refer-notifier.ts';
 import { parseReferTo, TransferRequestError, type ReferTarget, type ReplacesTarget } from './refer-to.ts';
+import { answerForSide, dialogOf, otherSide, partyOf, sendInDialog } from './take-over.ts';
 import { dialTarget, type DialerDeps } from './target-dialer.ts';
 
 /** What transfer needs from the call core (CallCore implements it). */
@@ -58,20 +55,6 @@ export interface TransferResult {
 const TRANSFERRED = reasonHeader(200, 'Call transferred');
 /** How long a let-go referrer's dialog is still answered (its BYE may come late): 64*T1. */
 const RELEASED_DIALOG_MS = 32_000;
-
-function other(side: Side): Side {
-  return side === 'a' ? 'b' : 'a';
-}
-
-/** The dialog of one side of an answered call. */
-function dialogOf(session: CallSession, side: Side): Dialog | undefined {
-  return side === 'a' ? session.a.dialog : session.b?.sip.dialog;
-}
-
-/** The extension (or number) on one side of an answered call. */
-function partyOf(session: CallSession, side: Side): string {
-  return side === 'a' ? (session.request.caller.extension ?? session.request.caller.number) : (session.b?.extension ?? '');
-}
 
 /** A copy of a confirmed dialog, for a call that takes it over from another. */
 function copyDialog(d: Dialog): Dialog {
@@ -153,7 +136,7 @@ export class CallTransfer {
     const wantsNotify = !(typeof referSub === 'string' && referSub.trim().toLowerCase() === 'false');
     incoming.respond(202, 'Accepted', wantsNotify ? undefined : { headers: { 'Refer-Sub': 'false' } });
     const log = session.log.child({ transfer: target.replaces === undefined ? 'blind' : 'attended', referrer: partyOf(session, side) });
-    log.info({ event: 'call.transfer', to: target.replaces === undefined ? target.dialed : 'consulted call', transferee: partyOf(session, other(side)) }, 'transfer requested');
+    log.info({ event: 'call.transfer', to: target.replaces === undefined ? target.dialed : 'consulted call', transferee: partyOf(session, otherSide(side)) }, 'transfer requested');
     const notifier = new ReferNotifier(this.#deps.stack, referrerDialog, req.headers.cseq.seq, wantsNotify, log);
     void notifier.progress(100, 'Trying');
     // From now on the referrer's BYE does not end the call.
@@ -187,7 +170,7 @@ export class CallTransfer {
   }
 
   async #blind(session: CallSession, side: Side, target: ReferTarget, notifier: ReferNotifier, log: Logger): Promise<TransferResult> {
-    const transferee = partyOf(session, other(side));
+    const transferee = partyOf(session, otherSide(side));
     const decision = this.#deps.dialPlan.route(
       { dialed: target.dialed, caller: { extension: transferee, number: transferee, origin: 'phone' } },
       this.#deps.routingState,
@@ -216,7 +199,7 @@ export class CallTransfer {
     }
     const targetDialog = outcome.leg.dialog;
     if (targetDialog === undefined) return { status: 500, reason: 'Server Internal Error' };
-    const answer = await this.#answerTargetOffer(session, side, outcome.response.content, log);
+    const answer = await answerForSide(this.#deps.stack, session, side, outcome.response.content, log);
     if (answer === undefined) {
       await outcome.leg.ack().catch(() => undefined);
       await outcome.leg.send('BYE', { headers: { Reason: reasonHeader(488, 'Transfer media failed') } }).catch(() => undefined);
@@ -235,17 +218,17 @@ export class CallTransfer {
       this.#deps.core.findDialog(replaces.callId, replaces.fromTag, replaces.toTag);
     if (found === undefined || found.session === session) return { status: 481, reason: 'Call/Transaction Does Not Exist' };
     const consult = found.session;
-    const targetSide = other(found.side);
+    const targetSide = otherSide(found.side);
     const targetDialog = dialogOf(consult, targetSide);
     if (consult.call.state !== 'answered' || targetDialog === undefined || targetDialog.state !== 'confirmed') {
       return { status: 481, reason: 'Call/Transaction Does Not Exist' };
     }
     const targetParty = partyOf(consult, targetSide);
     // A fresh offer from the target: an offerless re-INVITE in its dialog.
-    const reinvite = await this.#send(targetDialog, 'INVITE', log);
+    const reinvite = await sendInDialog(this.#deps.stack, targetDialog, 'INVITE', log);
     if (reinvite === undefined || reinvite.status >= 300) return { status: reinvite?.status ?? 408, reason: reinvite?.reason ?? 'Request Timeout' };
     targetDialog.refreshTarget(reinvite);
-    const answer = await this.#answerTargetOffer(session, side, reinvite.content, log);
+    const answer = await answerForSide(this.#deps.stack, session, side, reinvite.content, log);
     await this.#deps.stack
       .sendStateless(targetDialog.ack(reinvite.headers.cseq.seq, { body: answer ?? '', ...(answer ? { contentType: 'application/sdp' } : {}) }), targetDialog.nextHop())
       .catch(() => undefined);
@@ -256,42 +239,6 @@ export class CallTransfer {
     await consult.hangup(targetSide === 'a' ? 'caller' : 'callee', 'Call transferred');
     session.replaceParty(side, moved, { extension: targetParty, direction: targetSide === 'a' ? 'inbound' : 'outbound', callId: moved.callId });
     return { status: 200, reason: 'OK' };
-  }
-
-  /**
-   * The target's offer answered for the referrer's side: by the agent (anchored) or
-   * by the transferee's phone through a re-INVITE (direct). Undefined when no answer
-   * could be had (the call then stays as it was).
-   */
-  async #answerTargetOffer(session: CallSession, side: Side, offer: string, log: Logger): Promise<string | undefined> {
-    const media = session.media;
-    if (media === undefined || offer === '') return undefined;
-    let local;
-    try {
-      local = media.midCallOffer(side, offer);
-    } catch (err) {
-      log.info({ err: (err as Error).message }, "transfer target's offer refused");
-      return undefined;
-    }
-    if (local.kind === 'local') return local.sdp;
-    const transfereeSide = other(side);
-    const transfereeDialog = dialogOf(session, transfereeSide);
-    if (transfereeDialog === undefined) return undefined;
-    const res = await this.#send(transfereeDialog, 'INVITE', log, offer);
-    if (res === undefined || res.status >= 300) return undefined;
-    transfereeDialog.refreshTarget(res);
-    await this.#deps.stack.sendStateless(transfereeDialog.ack(res.headers.cseq.seq), transfereeDialog.nextHop()).catch(() => undefined);
-    return res.content === '' ? undefined : res.content;
-  }
-
-  async #send(dialog: Dialog, method: string, log: Logger, sdp = ''): Promise<SipResponse | undefined> {
-    try {
-      const request = dialog.createRequest(method, sdp === '' ? {} : { body: sdp, contentType: 'application/sdp' });
-      return await this.#deps.stack.request(request, dialog.nextHop());
-    } catch (err) {
-      log.info({ err: (err as Error).message, method }, 'transfer request got no answer');
-      return undefined;
-    }
   }
 
   async #bye(dialog: Dialog, log: Logger): Promise<void> {
