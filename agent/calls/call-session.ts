@@ -525,7 +525,7 @@ export class CallSession {
     let sdp = '';
     if (res.content !== '' && (this.#earlySdpFrom === undefined || this.#earlySdpFrom === leg)) {
       try {
-        sdp = media.toCaller(res.content);
+        sdp = media.toCaller(res.content, true);
         this.#earlySdpFrom = leg;
       } catch (err) {
         this.log.info({ err: (err as Error).message, leg: leg.info.id }, 'early SDP unusable; relayed as plain ringing');
