@@ -17,6 +17,7 @@ import { configFromData } from '../../agent/config/load.ts';
 import { PcmSource } from '../../agent/media/audio-source.ts';
 import { MediaEngine } from '../../agent/media/engine.ts';
 import { freeUdpTcpPort } from '../helpers/ports.ts';
+import { authorization, challengesOf, headerValuesOf, registerRequest } from '../helpers/sip-client.ts';
 import { logValues, runSipp, writeUsersFile } from '../helpers/sipp.ts';
 import { waitFor } from '../helpers/site-sync.ts';
 import { afterBeep, trimmedSpeech } from '../helpers/voicemail.ts';
@@ -202,4 +203,77 @@ test('SUBSCRIBEs the agent refuses, each with the response that says why', async
   assert.match(status(await subscribe({ user: '3000' })), /^SIP\/2.0 404 /, 'no such mailbox');
   assert.match(status(await subscribe({ user: '1001', toTag: 'not-ours' })), /^SIP\/2.0 481 /, 'a refresh of a subscription we do not have');
   assert.equal(site.agent.voicemail?.mwi?.subscriptionCount, 0);
+});
+
+test('subscription refresh and expiry: each refresh gets a NOTIFY; a subscription left to run out ends with terminated;reason=timeout', async (t) => {
+  const site = await startSite(t);
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  t.after(() => socket.close());
+  const port = socket.address().port;
+  const inbox: string[] = [];
+  const waiters: Array<() => void> = [];
+  socket.on('message', (m) => {
+    const text = m.toString();
+    // A phone answers every NOTIFY.
+    if (text.startsWith('NOTIFY ')) {
+      const keep = ['Via', 'From', 'To', 'Call-ID', 'CSeq'].flatMap((h) => headerValuesOf(text, h).map((v) => `${h}: ${v}${h === 'To' && !v.includes('tag=') ? ';tag=phone' : ''}`));
+      socket.send(['SIP/2.0 200 OK', ...keep, 'Content-Length: 0', '', ''].join('\r\n'), site.port, '127.0.0.1');
+    }
+    inbox.push(text);
+    for (const w of waiters.splice(0)) w();
+  });
+  const next = async (what: string, match: (m: string) => boolean, timeoutMs = 5000): Promise<string> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = inbox.findIndex(match);
+      if (i >= 0) return inbox.splice(i, 1)[0]!;
+      if (Date.now() > deadline) assert.fail(`no ${what}; got: ${inbox.map((m) => m.split('\r\n')[0]).join(', ')}`);
+      await Promise.race([new Promise<void>((r) => waiters.push(r)), sleep(100)]);
+    }
+  };
+  const send = (text: string): void => void socket.send(text, site.port, '127.0.0.1');
+
+  // Register (digest), as the phone's subscription must come from a registered phone.
+  send(registerRequest({ domain: DOMAIN, localPort: port, user: '1001', callId: 'reg-1', cseq: 1 }));
+  const challenge = challengesOf(await next('401', (m) => m.startsWith('SIP/2.0 401')))[0]!;
+  send(registerRequest({ domain: DOMAIN, localPort: port, user: '1001', callId: 'reg-1', cseq: 2, auth: authorization({ challenge, username: '1001', password: 'secret1', method: 'REGISTER', uri: `sip:${DOMAIN}` }) }));
+  await next('200 to REGISTER', (m) => m.startsWith('SIP/2.0 200') && m.includes('REGISTER'));
+
+  const subscribe = (cseq: number, toTag?: string): string =>
+    [
+      `SUBSCRIBE sip:1001@${DOMAIN} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bKs${cseq}${Date.now()};rport`,
+      'Max-Forwards: 70',
+      `From: <sip:1001@${DOMAIN}>;tag=sub-from`,
+      `To: <sip:1001@${DOMAIN}>${toTag ? `;tag=${toTag}` : ''}`,
+      'Call-ID: sub-1',
+      `CSeq: ${cseq} SUBSCRIBE`,
+      `Contact: <sip:1001@127.0.0.1:${port}>`,
+      'Event: message-summary',
+      'Expires: 10',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+  const inDialogNotify = (m: string): boolean => m.startsWith('NOTIFY ') && headerValuesOf(m, 'Call-ID')[0] === 'sub-1';
+  send(subscribe(1));
+  const ok = await next('200 to SUBSCRIBE', (m) => m.startsWith('SIP/2.0 200') && m.includes('SUBSCRIBE'));
+  assert.equal(headerValuesOf(ok, 'Expires')[0], '10');
+  const toTag = /tag=([^;>\s]+)/.exec(headerValuesOf(ok, 'To')[0] ?? '')?.[1];
+  assert.ok(toTag);
+  assert.match(headerValuesOf(await next('first NOTIFY', inDialogNotify), 'Subscription-State')[0] ?? '', /^active;expires=(9|10)$/);
+
+  send(subscribe(2, toTag));
+  await next('200 to the refresh', (m) => m.startsWith('SIP/2.0 200') && m.includes('2 SUBSCRIBE'));
+  const refreshed = await next('NOTIFY after the refresh', inDialogNotify);
+  assert.match(headerValuesOf(refreshed, 'Subscription-State')[0] ?? '', /^active;expires=(9|10)$/);
+  assert.match(refreshed, /Messages-Waiting: no\r\nMessage-Account: sip:1001@branchline\.test\r\nVoice-Message: 0\/0 \(0\/0\)\r\n/);
+
+  const last = await next('NOTIFY at expiry', inDialogNotify, 14_000);
+  assert.equal(headerValuesOf(last, 'Subscription-State')[0], 'terminated;reason=timeout');
+  assert.equal(site.agent.voicemail?.mwi?.subscriptionCount, 0);
+  // The dialog is over: a refresh now is for a subscription that does not exist.
+  send(subscribe(3, toTag));
+  await next('481', (m) => m.startsWith('SIP/2.0 481'));
 });
