@@ -9,6 +9,8 @@ import { InviteWithReplaces } from './calls/features/invite-replaces.ts';
 import { ReliableProvisionals } from './calls/features/reliable-provisionals.ts';
 import { SessionTimers } from './calls/features/session-timer.ts';
 import { ConfiguredDialPlan } from './calls/routing/dial-plan.ts';
+import { PeerRoutes } from './calls/peer-routes.ts';
+import { PeerTrust, SITE_HEADER } from './calls/peer-trust.ts';
 import { EventBus } from './events/bus.ts';
 import { MediaEngine } from './media/index.ts';
 import { Registrar, type Credentials } from './registrar/registrar.ts';
@@ -275,6 +277,15 @@ export class Agent {
     this.#media.start();
     const extensions = new Map(config.extensions.map((e) => [e.number, e]));
     const featureState = await FeatureStateStore.load(db, this.#committer);
+    // Calls between sites (docs/sync.md#calls-between-sites): numbers homed at peers,
+    // skipped at once while the WAN probes fail; INVITEs from peers trusted by address.
+    const siteSync = this.#siteSync;
+    const peerRouting = {
+      homes: new PeerRoutes({ directory: () => siteSync?.peers, wanUp: () => siteSync?.health?.signals.probes !== 'failed' }),
+      fallback: config.peers.fallback,
+      noResponseMs: config.peers.no_response_timeout * 1000,
+    };
+    const peerTrust = new PeerTrust({ peers: () => siteSync?.peers?.list(), ownSite: config.site.id, trustedNetworks: config.peers.trusted_networks });
     this.#calls = new CallCore({
       siteId: config.site.id,
       domain: config.sip.domain,
@@ -282,7 +293,11 @@ export class Agent {
       bus: this.bus,
       logger: logger.child({ subsystem: 'calls' }),
       media: this.#media,
-      dialPlan: new ConfiguredDialPlan(config, featureState),
+      dialPlan: new ConfiguredDialPlan(config, featureState, peerRouting),
+      peerSiteOf: (incoming) => {
+        const claimed = incoming.request.headers[SITE_HEADER.toLowerCase()];
+        return peerTrust.siteOf(incoming.source.address, typeof claimed === 'string' ? claimed.trim() : undefined);
+      },
       auth: new CallerAuthenticator({
         realm,
         algorithms: config.sip.auth.algorithms,

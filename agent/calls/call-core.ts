@@ -52,6 +52,11 @@ export interface CallCoreOptions {
   retryAfterSec: number;
   /** Durable call records; without it records only go on the bus. */
   records?: CallRecordStore;
+  /**
+   * Calls from peer sites' agents (agent/calls/peer-trust.ts): the site an INVITE comes
+   * from, or undefined. Such a call is admitted without digest, as origin 'peer'.
+   */
+  peerSiteOf?: (incoming: IncomingRequest) => string | undefined;
 }
 
 /**
@@ -314,16 +319,20 @@ export class CallCore {
       incoming.respond(503, 'Service Unavailable', { toTag: tag, headers: { 'Retry-After': String(opts.retryAfterSec), Reason: reasonHeader(503, 'Too many calls') } });
       return;
     }
-    const auth = opts.auth.check(incoming, tag);
-    if (!auth.ok) return;
+    // A peer site's agent does not authenticate as an extension (peer-trust.ts says why).
+    const peerSite = req.headers['proxy-authorization'] === undefined ? opts.peerSiteOf?.(incoming) : undefined;
+    const auth = peerSite === undefined ? opts.auth.check(incoming, tag) : undefined;
+    if (auth !== undefined && !auth.ok) return;
     if (this.#features.some((f) => f.screen?.(incoming, tag) === true)) return;
     incoming.respond(100, 'Trying');
 
     const uri = parseUri(req.uri);
     const dialed = uri?.user !== undefined ? unescapeUriPart(uri.user).replace(SEPARATORS, '') : '';
-    const callerExtension = auth.extension;
+    const callerExtension = auth?.extension;
+    const fromUser = parseUri(req.headers.from.uri)?.user;
+    const callerNumber = callerExtension ?? (fromUser !== undefined && fromUser !== '' ? unescapeUriPart(fromUser) : 'anonymous');
     const display = req.headers.from.name;
-    const name = opts.extension(callerExtension)?.name ?? (display !== undefined && display !== '' ? display : undefined);
+    const name = (callerExtension !== undefined ? opts.extension(callerExtension)?.name : undefined) ?? (display !== undefined && display !== '' ? display : undefined);
 
     let a: InboundSipLeg;
     try {
@@ -335,7 +344,7 @@ export class CallCore {
     }
     const call = new Call({
       siteId: opts.siteId,
-      caller: callerExtension,
+      caller: callerNumber,
       ...(name === undefined ? {} : { callerName: name }),
       dialed: dialed || req.uri,
       mediaPolicy: opts.defaultPolicy,
@@ -346,12 +355,23 @@ export class CallCore {
       this.#ctx,
       call,
       a,
-      { dialed, caller: { extension: callerExtension, number: callerExtension, ...(name === undefined ? {} : { name }), origin: 'phone' } },
+      {
+        dialed,
+        caller: {
+          ...(callerExtension === undefined ? {} : { extension: callerExtension }),
+          number: callerNumber,
+          ...(name === undefined ? {} : { name }),
+          origin: peerSite === undefined ? 'phone' : 'peer',
+        },
+      },
       log,
     );
     this.#sessions.add(session);
     this.#byInvite.set(incoming, session);
-    log.info({ event: 'call.started', caller: callerExtension, dialed, source: formatHostPort(incoming.source.address, incoming.source.port) }, `call from ${callerExtension} to ${dialed}`);
+    log.info(
+      { event: 'call.started', caller: callerNumber, dialed, source: formatHostPort(incoming.source.address, incoming.source.port), ...(peerSite === undefined ? {} : { peer: peerSite }) },
+      `call from ${callerNumber}${peerSite === undefined ? '' : ` at ${peerSite}`} to ${dialed}`,
+    );
     this.#opts.bus.emit('call.state', { id: call.id, state: 'routing', reason: 'INVITE', at: call.startedAt, caller: call.caller, dialed: call.dialed });
     for (const feature of this.#features) feature.started?.(session);
     // An empty dialled number (no user part) goes to the dial plan too: it answers 404.

@@ -23,6 +23,7 @@ import type { Call, LegInfo } from './call.ts';
 import type { CallDisposition } from './call-record.ts';
 import type { MediaPath, Side } from './media-path.ts';
 import type { DialPlan, FailureOutcome, RouteDecision, RouteRequest, RouteTarget, RoutingState } from './routing/types.ts';
+import { SITE_HEADER } from './peer-trust.ts';
 import { ALLOWED_METHODS, InboundSipLeg, OutboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
 
 /** What a session needs from the core; the core owns the tables and the stack. */
@@ -99,6 +100,19 @@ function contentType(req: SipRequest | SipResponse): string | undefined {
   const value = req.headers['content-type'];
   return typeof value === 'string' ? value : undefined;
 }
+
+/** Where a callee leg's INVITE goes: a registered phone's binding, or a peer site's agent. */
+type CalleeTarget = Pick<Binding, 'source' | 'contact' | 'path'>;
+
+/** A call to a peer site: how long it may stay silent, its domain, the headers naming us. */
+interface PeerLegOptions {
+  noResponseMs: number;
+  domain: string;
+  headers: Record<string, string>;
+}
+
+/** The peer's own plan ends an unanswered call (ring timeout, voicemail); this only guards against one that never does. */
+const PEER_RING_BACKSTOP_SEC = 600;
 
 interface CalleeLeg {
   sip: OutboundSipLeg;
@@ -343,6 +357,8 @@ export class CallSession {
         return;
       } else if (target.kind === 'ring') {
         outcome = await this.#ring(target.extensions, target.ringTimeoutSec);
+      } else if (target.kind === 'peer') {
+        outcome = await this.#ringPeer(target);
       } else {
         // voicemail, feature codes, trunks: carried out by the module that registered for them.
         const handler = this.#ctx.targetHandler(target.kind);
@@ -358,7 +374,7 @@ export class CallSession {
         await this.#finish('cancelled', 'Caller cancelled', 487);
         return;
       }
-      if (target.kind === 'ring' || this.#ctx.targetHandler(target.kind) !== undefined) tried = outcome;
+      if (target.kind === 'ring' || target.kind === 'peer' || this.#ctx.targetHandler(target.kind) !== undefined) tried = outcome;
       const next = dialPlan.next(this.request, decision, outcome, attempt, routingState);
       if (next === undefined) {
         const f = FAILURE_RESPONSE[tried ?? outcome];
@@ -370,7 +386,7 @@ export class CallSession {
     }
   }
 
-  async #mediaFor(extensions: readonly string[], contacts: ReadonlyArray<{ binding: Binding }>): Promise<{ media: MediaPath; offer: string } | undefined> {
+  async #mediaFor(extensions: readonly string[], contacts: ReadonlyArray<{ binding: CalleeTarget }>): Promise<{ media: MediaPath; offer: string } | undefined> {
     if (this.#media === undefined) {
       const callerSdp = this.a.incoming.request.content;
       const wanted = [this.request.caller.extension, ...extensions].map((e) => this.#ctx.policyOf(e));
@@ -413,7 +429,25 @@ export class CallSession {
     });
   }
 
-  #fork(contacts: Array<{ extension: string; binding: Binding }>, media: MediaPath, offer: string, ringTimeoutSec: number): Promise<RingOutcome> {
+  /**
+   * A peer site's agent (docs/sync.md#calls-between-sites): one INVITE to its address,
+   * bridged like a phone. Its own plan rings, forwards and takes voicemail there, so
+   * the only limit here is a generous backstop; an INVITE nothing answers within
+   * `noResponseMs` (not even 100 Trying) is given up as 'unavailable', so a dead WAN
+   * sends the call to its fallbacks at once instead of after a SIP timeout.
+   */
+  #ringPeer(target: Extract<RouteTarget, { kind: 'peer' }>): Promise<RingOutcome> {
+    const tcp = target.transport === 'tcp';
+    const binding: CalleeTarget = { source: `${target.transport}:${target.address}`, contact: `sip:${target.number}@${target.address}${tcp ? ';transport=tcp' : ''}`, path: [] };
+    const contacts = [{ extension: target.number, binding }];
+    return this.#mediaFor([], contacts).then((prepared) => {
+      if (prepared === undefined) return 'done' as const;
+      if (this.#cancelled) return 'cancelled' as const;
+      return this.#fork(contacts, prepared.media, prepared.offer, PEER_RING_BACKSTOP_SEC, { noResponseMs: target.noResponseMs, domain: target.domain, headers: { [SITE_HEADER]: this.call.siteId } });
+    });
+  }
+
+  #fork(contacts: Array<{ extension: string; binding: CalleeTarget }>, media: MediaPath, offer: string, ringTimeoutSec: number, peer?: PeerLegOptions): Promise<RingOutcome> {
     this.#ringingExtensions = [...new Set(contacts.map((c) => c.extension))];
     return new Promise<RingOutcome>((resolve) => {
       const legs: CalleeLeg[] = [];
@@ -465,21 +499,44 @@ export class CallSession {
           destination,
           requestUri: binding.contact,
           from,
-          to: { uri: `sip:${extension}@${this.#ctx.domain}`, params: Object.create(null) },
+          to: { uri: `sip:${extension}@${peer?.domain ?? this.#ctx.domain}`, params: Object.create(null) },
           contact: this.#ctx.contactFor(destination.transport, callerUser),
           route: binding.path,
           sdp: offer,
+          ...(peer === undefined ? {} : { headers: peer.headers }),
         });
         const info = this.call.addLeg({ kind: 'sip', direction: 'outbound', party: extension, callId: sip.callId });
         const leg: CalleeLeg = { sip, info, extension, done: false };
         legs.push(leg);
+        // A peer that says nothing at all in time is unreachable: the leg is given up
+        // (a late 2xx is still ACKed and hung up below) and the plan moves on.
+        let abandoned = false;
+        const silence =
+          peer === undefined
+            ? undefined
+            : setTimeout(() => {
+                if (leg.done || settled) return;
+                abandoned = true;
+                leg.done = true;
+                this.log.info({ event: 'call.peer_silent', leg: info.id, ms: peer.noResponseMs }, `no answer at all from the peer at ${binding.source} in ${peer.noResponseMs} ms: unreachable`);
+                this.call.legEnded(info.id, 408, 'system');
+                finished();
+              }, peer.noResponseMs);
         sip
           .start(
-            (res) => this.#provisional(leg, res, media, settled),
+            (res) => {
+              clearTimeout(silence);
+              if (!abandoned) this.#provisional(leg, res, media, settled);
+            },
             (res) => void sip.refuse2xx(res, COMPLETED_ELSEWHERE),
           )
           .then(
             (res) => {
+              clearTimeout(silence);
+              if (abandoned) {
+                if (res.status < 300) void sip.refuse2xx(res, COMPLETED_ELSEWHERE);
+                return;
+              }
               leg.done = true;
               if (res.status >= 300) {
                 this.call.legEnded(info.id, res.status, settled ? 'cancel' : 'callee');
@@ -501,6 +558,8 @@ export class CallSession {
               });
             },
             (err: unknown) => {
+              clearTimeout(silence);
+              if (abandoned) return;
               leg.done = true;
               const status = (err as { code?: string }).code === 'ETIMEDOUT' ? 408 : 503;
               this.log.info({ leg: info.id, err: (err as Error).message }, `no answer from ${extension}'s contact (${status})`);

@@ -101,6 +101,8 @@ export interface OutboundLegInit {
   /** Route set for the INVITE (the binding's Path). */
   route: string[];
   sdp: string;
+  /** Extra headers on the INVITE (X-Branchline-Site to a peer site). */
+  headers?: Record<string, string>;
 }
 
 /** A callee's leg: an INVITE we send to one registered contact. */
@@ -134,6 +136,7 @@ export class OutboundSipLeg {
     };
     if (init.route.length > 0) headers.route = init.route.map((r) => ({ uri: r.replace(/^<|>$/g, ''), params: emptyParams() }));
     if (init.sdp !== '') headers['content-type'] = 'application/sdp';
+    for (const [name, value] of Object.entries(init.headers ?? {})) headers[name.toLowerCase()] = value;
     this.invite = { kind: 'request', method: 'INVITE', uri: init.requestUri, version: 'SIP/2.0', headers, content: init.sdp };
   }
 

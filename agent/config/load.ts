@@ -4,6 +4,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { CORE_SCHEMA, load as parseYaml, YAMLException } from 'js-yaml';
 import { dialPlanProblems } from '../calls/routing/config-checks.ts';
 import { trunkConfigProblems } from '../trunks/config-checks.ts';
+import { peerNetworkProblems } from '../calls/peer-trust.ts';
 import { configSchema } from './schema.ts';
 import type { AgentConfig, ListenAddress } from './types.ts';
 
@@ -106,6 +107,7 @@ function semanticProblems(raw: Record<string, unknown>): ConfigProblem[] {
   // Ring group members, forward targets, feature codes, outbound patterns.
   problems.push(...dialPlanProblems(raw as unknown as AgentConfig));
   problems.push(...trunkConfigProblems(raw as unknown as AgentConfig));
+  problems.push(...peerNetworkProblems(raw as unknown as AgentConfig));
   return problems;
 }
 

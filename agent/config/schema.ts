@@ -202,6 +202,16 @@ export const configSchema = {
       properties: {
         sip_address: { ...listen, description: 'host:port peers send inter-site calls to; default: sip.udp (a wildcard host becomes the first external IPv4 address)' },
         transport: { enum: ['udp', 'tcp'], default: 'udp', description: 'transport peers use for inter-site calls' },
+        // Calls between sites (docs/sync.md#calls-between-sites).
+        fallback: {
+          type: 'array',
+          items: { enum: ['pstn', 'voicemail'] },
+          uniqueItems: true,
+          default: ['pstn', 'voicemail'],
+          description: "in order, for a number homed at a peer site that cannot be reached: 'pstn' (its DID through the local trunks), 'voicemail' (taken here, forwarded home)",
+        },
+        no_response_timeout: { type: 'number', minimum: 0.05, maximum: 32, default: 0.5, description: 'seconds an INVITE to a peer may go without any answer (not even 100 Trying) before the peer counts as unreachable' },
+        trusted_networks: { type: 'array', items: { type: 'string' }, default: [], description: 'CIDRs peer calls must come from (besides the address the peer published); empty: any' },
         files: {
           type: 'object',
           additionalProperties: false,

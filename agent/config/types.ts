@@ -211,6 +211,12 @@ export interface PeersConfig {
   /** host:port text; absent: sip.udp. */
   sip_address?: string;
   transport: 'udp' | 'tcp';
+  /** For a number homed at an unreachable peer, in order (docs/sync.md#calls-between-sites). */
+  fallback: Array<'pstn' | 'voicemail'>;
+  /** Seconds an INVITE to a peer may stay unanswered before the peer counts as unreachable. */
+  no_response_timeout: number;
+  /** CIDRs inter-site INVITEs must come from; empty: any address a peer published. */
+  trusted_networks: string[];
   files: { chunk_size: number; window: number; status_timeout: number; max_bytes: number };
 }
 

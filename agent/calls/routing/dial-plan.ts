@@ -12,9 +12,18 @@
 import type { AgentConfig, ExtensionConfig, FeatureCodeName, RingGroupConfig } from '../../config/types.ts';
 import type { FeatureStateSource } from '../../store/feature-state.ts';
 import { compileDigitPattern, type DigitPattern } from './digit-pattern.ts';
-import type { DialPlan, FailureOutcome, FeatureName, RouteDecision, RouteRequest, RouteTarget, RoutingContext, RoutingState } from './types.ts';
+import type { DialPlan, FailureOutcome, FeatureName, PeerFallback, PeerHomes, PeerHomeView, RouteDecision, RouteRequest, RouteTarget, RoutingContext, RoutingState } from './types.ts';
 
 export type DialPlanConfig = Pick<AgentConfig, 'extensions' | 'dialplan' | 'ring_groups'>;
+
+/** Calls between sites (docs/sync.md#calls-between-sites): where peer numbers live and what to do when a peer is down. */
+export interface PeerRouting {
+  homes: PeerHomes;
+  /** `peers.fallback`: tried in this order when the home site is unreachable. */
+  fallback: readonly PeerFallback[];
+  /** `peers.no_response_timeout` in ms: how long an INVITE to a peer may go unanswered before it counts as unreachable. */
+  noResponseMs: number;
+}
 
 /** The forwards and DND in force for an extension: config with feature-code overrides. */
 export interface EffectiveFeatures {
@@ -62,12 +71,13 @@ export class ConfiguredDialPlan implements DialPlan {
   readonly #maxHops: number;
   readonly #maxAttempts: number;
   readonly #overrides: FeatureStateSource | undefined;
+  readonly #peers: PeerRouting | undefined;
 
   /**
    * `config` must have passed load.ts (dialPlanProblems): patterns compile and
    * references resolve. `overrides` are the feature-code changes (FeatureStateStore).
    */
-  constructor(config: DialPlanConfig, overrides?: FeatureStateSource) {
+  constructor(config: DialPlanConfig, overrides?: FeatureStateSource, peers?: PeerRouting) {
     this.#extensions = new Map(config.extensions.map((e) => [e.number, e]));
     this.#groups = new Map(config.ring_groups.map((g) => [g.number, g]));
     this.#emergency = new Set(config.dialplan.emergency_numbers);
@@ -80,6 +90,7 @@ export class ConfiguredDialPlan implements DialPlan {
     const longestGroup = Math.max(0, ...config.ring_groups.map((g) => g.members.length));
     this.#maxAttempts = (this.#maxHops + 1) * (longestGroup + 2) + 2;
     this.#overrides = overrides;
+    this.#peers = peers;
   }
 
   route(request: RouteRequest, state: RoutingState): RouteDecision {
@@ -91,9 +102,16 @@ export class ConfiguredDialPlan implements DialPlan {
     }
     if (dialed.startsWith('*')) return this.#feature(dialed, request);
     if (this.#extensions.has(dialed) || this.#groups.has(dialed)) return this.#enter(dialed, walk, state);
+    const home = this.#peers?.homes.homeOf(dialed);
+    if (home !== undefined) {
+      // A peer's call is for this site's numbers only: sites never relay for each other.
+      if (request.caller.origin === 'peer') return reject(404, 'Not Found', `${dialed} is homed at ${home.site}, not here`);
+      return this.#toPeer(home, walk);
+    }
     if (this.#isOutbound(dialed)) {
-      // A call that came in on a trunk must not go straight back out (toll fraud).
-      if (request.caller.origin === 'trunk') return reject(403, 'Forbidden', `outbound ${dialed} refused: the call came in on a trunk`);
+      // A call that came in on a trunk must not go straight back out (toll fraud); nor
+      // may a peer site use this site's lines (it has its own).
+      if (request.caller.origin !== 'phone') return reject(403, 'Forbidden', `outbound ${dialed} refused: the call came in on a ${request.caller.origin === 'peer' ? 'peer site' : 'trunk'}`);
       return external(dialed, walk, `outbound ${dialed}`);
     }
     return reject(404, 'Not Found', `no extension, ring group or outbound pattern for ${JSON.stringify(dialed)}`);
@@ -113,9 +131,49 @@ export class ConfiguredDialPlan implements DialPlan {
         if (stage.member === undefined) return this.#groupExhausted(group, walk, state);
         return this.#sequentialFrom(group, stage.member + 1, walk, state);
       }
+      case 'peer':
+        // The peer (or a fallback) answered busy, no answer or declined: that is the
+        // callee's answer. Only a peer or route that could not be reached moves on.
+        if (outcome !== 'unavailable') return undefined;
+        return this.#peerFallback(stage, walk);
       case 'end':
         return undefined;
     }
+  }
+
+  /** A number homed at a peer site: the peer when reachable, else the fallbacks at once (no INVITE into a dead WAN). */
+  #toPeer(home: PeerHomeView, walk: Walk): RouteDecision {
+    const stage = { kind: 'peer' as const, site: home.site, number: home.number, ...(home.did !== undefined ? { did: home.did } : {}), step: -1 };
+    const peers = this.#peers as PeerRouting;
+    if (home.reachable) {
+      walk.why.push(`peer ${home.site} ${home.number}`);
+      return {
+        target: { kind: 'peer', site: home.site, number: home.number, address: home.address, transport: home.transport, domain: home.domain, noResponseMs: peers.noResponseMs },
+        emergency: false,
+        why: walk.why.join(', '),
+        context: context(stage, walk),
+      };
+    }
+    walk.why.push(`peer ${home.site} unreachable`);
+    return this.#peerFallback(stage, walk) ?? reject(480, 'Temporarily Unavailable', walk.why.join(', '));
+  }
+
+  /** The next of `peers.fallback` after `stage.step` that applies: the PSTN through the DID, a local voicemail. */
+  #peerFallback(stage: Extract<RoutingContext['stage'], { kind: 'peer' }>, walk: Walk): RouteDecision | undefined {
+    const order = this.#peers?.fallback ?? [];
+    for (let step = stage.step + 1; step < order.length; step++) {
+      const next = { ...stage, step };
+      if (order[step] === 'pstn' && stage.did !== undefined) {
+        walk.why.push(`pstn ${stage.did}`);
+        return { target: { kind: 'external', number: stage.did, emergency: false }, emergency: false, why: walk.why.join(', '), context: context(next, walk) };
+      }
+      if (order[step] === 'voicemail') {
+        // Taken here and forwarded to the home site when it is reachable (agent/voicemail/forwarding.ts).
+        walk.why.push(`voicemail ${stage.number} for ${stage.site}`);
+        return { target: { kind: 'voicemail', mailbox: stage.number, reason: 'unavailable' }, emergency: false, why: walk.why.join(', '), context: context(next, walk) };
+      }
+    }
+    return undefined;
   }
 
   /** DND and forwards of an extension as they stand now: config, then feature-code overrides. */

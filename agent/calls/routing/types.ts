@@ -40,6 +40,17 @@ export type RouteTarget =
   | { kind: 'feature'; feature: FeatureName; argument?: string }
   /** Out through the trunks (line cards, later peers): number after digit manipulation. */
   | { kind: 'external'; number: string; emergency: boolean }
+  /**
+   * Over SIP to the agent of the peer site that is home for `number` (peers directory,
+   * docs/sync.md#calls-between-sites). Only returned while that site is reachable; the
+   * core sends one INVITE to `address` (host:port, `transport`) and gives up on it as
+   * 'unavailable' when nothing at all answers within `noResponseMs`, so a dead WAN costs
+   * a call that long, never a SIP timeout. The peer rings, forwards and takes voicemail
+   * by its own rules: its busy / no-answer / decline is final here; 'unavailable' moves
+   * on to the fallbacks (`peers.fallback`: the PSTN through the number's DID, then a
+   * local voicemail that is forwarded to the home site).
+   */
+  | { kind: 'peer'; site: string; number: string; address: string; transport: 'udp' | 'tcp'; domain: string; noResponseMs: number }
   /** Answer the call with this final response; `reason` goes in the Reason header text. */
   | { kind: 'reject'; status: number; reason: string };
 
@@ -78,6 +89,8 @@ export interface RoutingContext {
     | { kind: 'extension'; extension: string }
     /** `member` is the index of the ringing member (sequential); absent: all at once. */
     | { kind: 'group'; group: string; member?: number }
+    /** A number homed at a peer site: `step` indexes the fallback order tried last (-1: the peer itself). */
+    | { kind: 'peer'; site: string; number: string; did?: string; step: number }
     | { kind: 'end' };
   /** Forwards followed so far (bounded by dialplan.max_forward_hops). */
   hops: number;
@@ -103,3 +116,28 @@ export interface DialPlan {
    */
   next(request: RouteRequest, failed: RouteDecision, outcome: FailureOutcome, attempt: number, state: RoutingState): RouteDecision | undefined;
 }
+
+/**
+ * Numbers homed at peer sites, as the dial plan sees them (agent/calls/peer-routes.ts
+ * builds it from the peers directory and the WAN state). Synchronous: from memory.
+ */
+export interface PeerHomes {
+  /** The peer site that is home for `number`, or undefined (unknown, or this site's own). */
+  homeOf(number: string): PeerHomeView | undefined;
+}
+
+export interface PeerHomeView {
+  site: string;
+  /** The number to dial at the peer (the extension a DID rings, else the number). */
+  number: string;
+  address: string;
+  transport: 'udp' | 'tcp';
+  domain: string;
+  /** False when the peer is known to be unreachable now: no INVITE is sent at all. */
+  reachable: boolean;
+  /** Its DID, for the PSTN fallback. */
+  did?: string;
+}
+
+/** What the dial plan does with a number homed at a peer that cannot be reached, in order. */
+export type PeerFallback = 'pstn' | 'voicemail';

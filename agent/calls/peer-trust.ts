@@ -1,0 +1,79 @@
+// Which INVITEs come from a peer site's agent (docs/sync.md#calls-between-sites).
+// Trust is by source address: an INVITE is a peer's when it comes from the host a
+// known site published as its SIP address in the peers directory (which only that
+// site can publish, under the broker's per-site ACL), and, when
+// `peers.trusted_networks` is set, from inside one of those networks. The calling
+// agent names itself in `X-Branchline-Site`; when it does, the address must be that
+// site's. Why not digest with a shared secret: it would cost every inter-site call a
+// 407 round trip over the WAN and a secret to distribute and rotate per site pair,
+// while sites already reach each other over a private WAN/VPN whose addresses the
+// directory pins. What a peer's call may do is limited anyway: it reaches this site's
+// own extensions and groups only (no outbound, no feature codes, no relaying).
+import { BlockList, isIP } from 'node:net';
+import type { PeerSummary } from '../sync/protocol.ts';
+import { bareHost } from '../sip/transport.ts';
+
+export const SITE_HEADER = 'X-Branchline-Site';
+
+export interface PeerTrustOptions {
+  /** The sites this one knows (PeerDirectory.list()), itself included. */
+  peers: () => readonly PeerSummary[] | undefined;
+  ownSite: string;
+  /** CIDRs (`peers.trusted_networks`); empty: any address a peer published. */
+  trustedNetworks: readonly string[];
+}
+
+/** "10.1.0.0/16" → BlockList entries; throws a clear error on a bad one (checked at config load). */
+export function networksOf(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const m = /^([^/]+)\/([0-9]{1,3})$/.exec(cidr.trim());
+    const family = m ? isIP(m[1] as string) : 0;
+    const prefix = m ? Number(m[2]) : NaN;
+    if (!m || family === 0 || prefix > (family === 4 ? 32 : 128)) throw new Error(`peers.trusted_networks: ${JSON.stringify(cidr)} is not an address/prefix (e.g. 10.20.0.0/16)`);
+    list.addSubnet(m[1] as string, prefix, family === 4 ? 'ipv4' : 'ipv6');
+  }
+  return list;
+}
+
+export class PeerTrust {
+  readonly #o: PeerTrustOptions;
+  readonly #networks: BlockList | undefined;
+
+  constructor(options: PeerTrustOptions) {
+    this.#o = options;
+    this.#networks = options.trustedNetworks.length > 0 ? networksOf(options.trustedNetworks) : undefined;
+  }
+
+  /** The peer site an INVITE from `address` comes from, or undefined when it is not a known peer's. */
+  siteOf(address: string, claimed: string | undefined): string | undefined {
+    const source = bareHost(address).toLowerCase();
+    const family = isIP(source);
+    if (family === 0) return undefined;
+    if (this.#networks !== undefined && !this.#networks.check(source, family === 4 ? 'ipv4' : 'ipv6')) return undefined;
+    for (const p of this.#o.peers() ?? []) {
+      if (p.site === this.#o.ownSite) continue;
+      if (claimed !== undefined && p.site !== claimed) continue;
+      if (hostOf(p.sip_address) === source) return p.site;
+    }
+    return undefined;
+  }
+}
+
+/** "198.18.0.2:5060" or "[2001:db8::1]:5060" → the bare host, lower case. */
+function hostOf(hostPort: string): string {
+  const m = /^\[([^\]]+)\](?::[0-9]+)?$/.exec(hostPort) ?? /^([^:]+)(?::[0-9]+)?$/.exec(hostPort);
+  return (m?.[1] ?? hostPort).toLowerCase();
+}
+
+/** Config check (load.ts): every peers.trusted_networks entry parses. */
+export function peerNetworkProblems(config: { peers?: { trusted_networks?: readonly string[] } }): Array<{ key: string; reason: string }> {
+  return (config.peers?.trusted_networks ?? []).flatMap((cidr, i) => {
+    try {
+      networksOf([cidr]);
+      return [];
+    } catch (err) {
+      return [{ key: `peers.trusted_networks[${i}]`, reason: (err as Error).message.replace(/^peers\.trusted_networks: /, '') }];
+    }
+  });
+}
