@@ -30,6 +30,7 @@ import { Trunks } from './trunks/trunks.ts';
 import { registerLineCalls } from './calls/line-calls.ts';
 import { registerVoicemailTargets } from './voicemail/call-targets.ts';
 import { Voicemail } from './voicemail/voicemail.ts';
+import { VoicemailForwarding } from './voicemail/forwarding.ts';
 import { UpdateJobs } from '../image/update-job.ts';
 import { PhoneProvisioning } from '../provisioning/phones/server.ts';
 import { provisioningDir } from '../provisioning/provisioned.ts';
@@ -66,6 +67,7 @@ export class Agent {
   #calls: CallCore | undefined;
   #voicemail: Voicemail | undefined;
   #trunks: Trunks | undefined;
+  #voicemailForwarding: VoicemailForwarding | undefined;
 
   constructor(config: AgentConfig, logger: Logger) {
     this.config = config;
@@ -215,6 +217,7 @@ export class Agent {
       this.#updates.start();
     }
     await this.#startCalls(db, realm, credentials);
+    await this.#startVoicemailForwarding(db);
     // Line cards and trunks (docs/trunks.md). A card that fails is logged by the
     // trunks; a trunk config the cards cannot carry leaves the agent without trunks,
     // not without SIP.
@@ -330,6 +333,38 @@ export class Agent {
     logger.info({ event: 'calls.ready', mediaPolicy: m.policy, rtp: `${m.port_range.min}-${m.port_range.max}`, advertise: this.#media.advertiseAddress }, 'call core ready');
   }
 
+  /**
+   * Distributed voicemail (agent/voicemail/forwarding.ts): messages taken here for
+   * peers' mailboxes go home over the file transfer; their state comes back. Needs
+   * voicemail and the peers' file transfer; without either, nothing is forwarded.
+   */
+  async #startVoicemailForwarding(db: Database): Promise<void> {
+    const voicemail = this.#voicemail;
+    const peers = this.#siteSync?.peers;
+    const files = this.#siteSync?.files;
+    if (voicemail === undefined || peers === undefined || files === undefined || this.#committer === undefined) return;
+    const forwarding = new VoicemailForwarding({
+      voicemail,
+      files,
+      homeOf: (mailbox) => {
+        const home = peers.homeOf(mailbox);
+        return home !== undefined && home.siteId !== peers.site ? home.siteId : undefined;
+      },
+      // The schema's defaults for a mailbox: a guest's own settings live at its home site.
+      guestMailbox: { pin: '', max_messages: 100, max_message_seconds: 180, min_message_seconds: 1, silence_seconds: 5 },
+      bus: this.bus,
+      db,
+      committer: this.#committer,
+      logger: this.logger.child({ subsystem: 'voicemail' }),
+    });
+    try {
+      await forwarding.start();
+      this.#voicemailForwarding = forwarding;
+    } catch (err) {
+      this.logger.error({ event: 'voicemail.forwarding_failed', err }, `voicemail forwarding failed to start: ${(err as Error).message}`);
+    }
+  }
+
   #route(incoming: IncomingRequest): void {
     const method = incoming.request.method;
     if (method === 'REGISTER') {
@@ -370,6 +405,7 @@ export class Agent {
     await this.#calls?.stop().catch((err: unknown) => this.logger.error({ err }, 'call core failed to stop cleanly'));
     // Then the lines (usage statistics written while the store is open).
     await this.#trunks?.stop().catch((err: unknown) => this.logger.error({ err }, 'trunks failed to stop cleanly'));
+    this.#voicemailForwarding?.stop();
     this.#voicemail?.stop();
     await this.#stack?.stop();
     await this.#media?.stop();

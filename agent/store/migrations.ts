@@ -250,6 +250,20 @@ const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> 
       CREATE INDEX file_state_in_transfer ON file_state_in (transfer, at);
     `,
   },
+  {
+    // agent/voicemail/forwarding.ts: at a voicemail's home site, the state (heard,
+    // unheard, deleted) last reported back to the site that recorded it, so each change
+    // is sent once.
+    version: 8,
+    name: 'forwarded voicemail state reported to its origin',
+    sql: `
+      CREATE TABLE voicemail_forwarded_state (
+        id       TEXT PRIMARY KEY,
+        origin   TEXT NOT NULL,
+        reported TEXT NOT NULL
+      );
+    `,
+  },
 ];
 
 export const latestSchemaVersion = Math.max(0, ...migrations.map((m) => m.version));

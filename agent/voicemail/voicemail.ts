@@ -52,6 +52,7 @@ export class Voicemail {
   readonly pins: PinStore;
   readonly prompts: PromptLibrary;
   #mwi: MwiService | undefined;
+  #guests: ((mailbox: string) => MailboxConfig | undefined) | undefined;
 
   constructor(deps: VoicemailDeps) {
     this.#deps = deps;
@@ -63,7 +64,31 @@ export class Voicemail {
   }
 
   mailboxConfig(mailbox: string): MailboxConfig | undefined {
-    return this.#mailboxes.get(mailbox);
+    return this.#mailboxes.get(mailbox) ?? this.#guests?.(mailbox);
+  }
+
+  /**
+   * Takes messages for mailboxes homed at peer sites too, with the settings `resolve`
+   * gives (undefined: not a guest). They are stored like any message and forwarded
+   * home by agent/voicemail/forwarding.ts; they have no PIN, MWI or retrieval here.
+   */
+  acceptGuests(resolve: (mailbox: string) => MailboxConfig | undefined): void {
+    this.#guests = resolve;
+  }
+
+  /** One of this site's own mailboxes (from the config), not a guest's. */
+  isOwnMailbox(mailbox: string): boolean {
+    return this.#mailboxes.has(mailbox);
+  }
+
+  /** A message indexed outside a deposit (forwarded from a peer): the same events and MWI as a deposit. */
+  messageIndexed(m: StoredMessage): void {
+    this.#deposited(m);
+  }
+
+  /** After a change made outside the IVR (a peer heard or deleted a message): counts and MWI. */
+  countsChanged(mailbox: string): Promise<void> {
+    return this.#countsChanged(mailbox);
   }
 
   get mwi(): MwiService | undefined {
