@@ -47,6 +47,15 @@ export function siteAclLines(site: string): string[] {
     `topic read ${own}/cmd`,
     `topic read ${own}/config/desired`,
     `topic read ${ROOT}/controller/state`,
+    // Peers (docs/sync.md): its own directory and files it sends or answers, under its
+    // own name; every site's directory and presence; files and answers addressed to it.
+    `topic write ${own}/directory`,
+    `topic write ${own}/files/+/data`,
+    `topic write ${own}/files/+/status`,
+    `topic read ${ROOT}/site/+/directory`,
+    `topic read ${ROOT}/site/+/state`,
+    `topic read ${ROOT}/site/+/files/${site}/data`,
+    `topic read ${ROOT}/site/+/files/${site}/status`,
     // Command answers go to the asker's response topic (random correlation ids make
     // a forged answer useless; the topic cannot be narrowed further by name).
     `topic write ${ROOT}/client/+/res`,

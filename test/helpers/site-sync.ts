@@ -42,6 +42,8 @@ export interface TestSiteOptions {
   /** The config's top-level `dids` (published in the peers directory). */
   dids?: Array<Record<string, unknown>>;
   sip?: Record<string, unknown>;
+  /** Merged into the config's `mqtt` section (username, password). */
+  mqtt?: Record<string, unknown>;
   /** The config's `sync` section (window, ack_timeout). */
   sync?: Record<string, unknown>;
   /** Sees every log line as it is written (a child process echoes them). */
@@ -66,7 +68,7 @@ export async function startTestSite(o: TestSiteOptions): Promise<TestSite> {
       state_dir: dir,
       sip: { domain: `${o.id}.test`, udp: '127.0.0.1:5060', ...(o.sip ?? {}) },
       extensions: (o.extensions ?? []).map((e) => ({ ...e, password: 'secret-pw' })),
-      mqtt: { url: o.broker, reconnect_period: 0.2, keepalive: 5 },
+      mqtt: { url: o.broker, reconnect_period: 0.2, keepalive: 5, ...(o.mqtt ?? {}) },
       health: { telemetry_period: 3600 },
       peers: o.peers ?? {},
       ...(o.dids ? { dids: o.dids } : {}),
