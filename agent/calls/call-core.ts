@@ -108,7 +108,7 @@ export class CallCore {
   readonly #handlers = new Map<string, InDialogHandler>();
   readonly #targets = new Map<RouteTarget['kind'], TargetHandler>();
   /** Dialogs a feature answers for instead of their call (a transfer's let-go referrer). */
-  readonly #intercepted = new Map<string, (incoming: IncomingRequest) => void>();
+  readonly #intercepted = new Map<string, Array<(incoming: IncomingRequest) => void>>();
   readonly #features: CallFeature[] = [];
   readonly #pendingRecords = new Set<Promise<void>>();
   readonly #adopted = new Set<AdoptedCall>();
@@ -234,13 +234,17 @@ export class CallCore {
   }
 
   /**
-   * Routes one dialog's requests to `handler` instead of its call (the newest
-   * interception wins). Returns the undo, which does nothing once another took over.
+   * Routes one dialog's requests to `handler` instead of its call. Interceptions
+   * stack: the newest gets the requests; its undo gives them back to the one before.
    */
   interceptDialog(dialogId: string, handler: (incoming: IncomingRequest) => void): () => void {
-    this.#intercepted.set(dialogId, handler);
+    const handlers = this.#intercepted.get(dialogId) ?? [];
+    handlers.push(handler);
+    this.#intercepted.set(dialogId, handlers);
     return () => {
-      if (this.#intercepted.get(dialogId) === handler) this.#intercepted.delete(dialogId);
+      const left = (this.#intercepted.get(dialogId) ?? []).filter((h) => h !== handler);
+      if (left.length === 0) this.#intercepted.delete(dialogId);
+      else this.#intercepted.set(dialogId, left);
     };
   }
 
@@ -282,7 +286,7 @@ export class CallCore {
   }
 
   #inDialog(dialogId: string, incoming: IncomingRequest): void {
-    const intercepted = this.#intercepted.get(dialogId);
+    const intercepted = this.#intercepted.get(dialogId)?.at(-1);
     if (intercepted !== undefined) {
       intercepted(incoming);
       return;
