@@ -49,6 +49,8 @@ export interface StartAgentOptions {
   readyTimeoutMs?: number;
   /** Pin the agent to this CPU with taskset (the benchmark). */
   cpu?: number;
+  /** Run the agent inside this network namespace (`ip netns exec`; the three-host test). */
+  netns?: string;
   /**
    * Send the agent's stdout to /dev/null instead of parsing it (the benchmark: at
    * thousands of log lines a second the parsing would compete for CPU). logs() is
@@ -178,7 +180,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   const spawnedAt = performance.now();
   const stdio: ['ignore', 'pipe' | 'ignore', 'pipe'] = ['ignore', opts.discardStdout ? 'ignore' : 'pipe', 'pipe'];
   const child =
-    opts.cpu === undefined
+    opts.netns !== undefined
+      ? spawn('ip', ['netns', 'exec', opts.netns, process.execPath, ...args], { cwd: REPO_ROOT, stdio, env: { ...process.env, ...opts.env } })
+      : opts.cpu === undefined
       ? spawn(process.execPath, args, { cwd: REPO_ROOT, stdio, env: { ...process.env, ...opts.env } })
       : spawn('taskset', ['-c', String(opts.cpu), process.execPath, ...args], { cwd: REPO_ROOT, stdio, env: { ...process.env, ...opts.env } });
   track(child);

@@ -21,7 +21,7 @@ export class SippCallError extends Error {
  * Registers `phone` from SIPp's `port` (a free one when absent) and returns the
  * port: the callee scenario must then listen there, where the binding points.
  */
-export async function registerSippPhone(server: string, domain: string, phone: SippPhone, port?: number): Promise<number> {
+export async function registerSippPhone(server: string, domain: string, phone: SippPhone, port?: number, netns?: string): Promise<number> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'branchline-sipp-phone-'));
   try {
     const localPort = port ?? (await freeUdpTcpPort());
@@ -34,6 +34,7 @@ export async function registerSippPhone(server: string, domain: string, phone: S
       authUri: domain,
       set: { domain, expires: 600 },
       timeoutMs: 15_000,
+      ...(netns !== undefined ? { netns } : {}),
     });
     if (r.successful !== 1) throw new SippCallError(`registering ${phone.user} from port ${localPort} failed: ${describeSipp(r)}`);
     return localPort;
@@ -50,6 +51,8 @@ export interface CalleeRun {
   /** Calls it takes before it exits (default: the caller's number of calls). */
   calls?: number;
   extraArgs?: string[];
+  /** The network namespace its phone is in (the three-host test). */
+  netns?: string;
 }
 
 export interface CallRunOptions {
@@ -71,6 +74,8 @@ export interface CallRunOptions {
   timeoutMs?: number;
   traceMessages?: boolean;
   callerExtraArgs?: string[];
+  /** The network namespace the caller's phone is in. */
+  callerNetns?: string;
 }
 
 export interface CallRunResult {
@@ -110,6 +115,7 @@ export async function runCall(opts: CallRunOptions): Promise<CallRunResult> {
         abort: stopCallees.signal,
         ...(opts.traceMessages ? { traceMessages: true } : {}),
         ...(c.extraArgs ? { extraArgs: c.extraArgs } : {}),
+        ...(c.netns !== undefined ? { netns: c.netns } : {}),
       }),
     );
     // A callee's SIPp must be listening before the first INVITE reaches it.
@@ -127,6 +133,7 @@ export async function runCall(opts: CallRunOptions): Promise<CallRunResult> {
       timeoutMs,
       ...(opts.traceMessages ? { traceMessages: true } : {}),
       ...(opts.callerExtraArgs ? { extraArgs: opts.callerExtraArgs } : {}),
+      ...(opts.callerNetns !== undefined ? { netns: opts.callerNetns } : {}),
     });
     const grace = setTimeout(() => stopCallees.abort(), opts.calleeGraceMs ?? 6000);
     const results = await Promise.all(callees);

@@ -79,6 +79,8 @@ export interface RunSippOptions {
   timeoutMs?: number;
   /** Pin SIPp to this CPU with taskset. */
   cpu?: number;
+  /** Run SIPp inside this network namespace (`ip netns exec`; the three-host test). */
+  netns?: string;
   /** Write per-call response times (-trace_rtt) and return them. */
   traceRtt?: boolean;
   /** Keep the full message trace (-trace_msg) in the result: for debugging a scenario. */
@@ -220,9 +222,11 @@ export async function runSipp(opts: RunSippOptions): Promise<SippResult> {
   if (opts.extraArgs) args.push(...opts.extraArgs);
 
   const child =
-    opts.cpu === undefined
-      ? spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('taskset', ['-c', String(opts.cpu), 'sipp', ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    opts.netns !== undefined
+      ? spawn('ip', ['netns', 'exec', opts.netns, 'sipp', ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+      : opts.cpu === undefined
+        ? spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+        : spawn('taskset', ['-c', String(opts.cpu), 'sipp', ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   if (child.pid !== undefined) opts.onSpawn?.(child.pid);
   let output = '';
