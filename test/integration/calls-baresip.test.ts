@@ -31,6 +31,13 @@ async function sampleConfig(): Promise<{ extensions: typeof EXTENSIONS; domain: 
   assert.deepEqual(sample.extensions, EXTENSIONS, 'the sample config has the two phones this test registers');
   const port = await freeUdpTcpPort();
   const { extensions, state_dir: _stateDir, site: _site, ...rest } = sample;
+  // Fixed local ports of the sample (a line card's control socket) move to free ones,
+  // so this test never collides with an agent already running on the machine.
+  if (Array.isArray(rest['linecards'])) {
+    rest['linecards'] = await Promise.all(
+      (rest['linecards'] as Array<Record<string, unknown>>).map(async (card) => (card['control'] === undefined ? card : { ...card, control: `127.0.0.1:${await freeUdpTcpPort()}` })),
+    );
+  }
   return { extensions, domain: String(sample.sip['domain']), extraConfig: { ...rest, sip: { ...sample.sip, udp: `0.0.0.0:${port}`, tcp: `0.0.0.0:${port}` } } };
 }
 
