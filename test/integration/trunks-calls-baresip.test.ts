@@ -87,6 +87,13 @@ function count(phone: BaresipHandle, type: string): number {
   return phone.events().filter((e) => e['type'] === type).length;
 }
 
+type Released = Extract<ControlEvent, { event: 'call.released' }>;
+
+/** The PSTN's release event of `call`, if it came. */
+function releaseOf(events: readonly ControlEvent[], call: string): Released | undefined {
+  return events.find((e): e is Released => e.event === 'call.released' && e.call === call);
+}
+
 interface LegRow {
   leg: string;
   kind: string;
@@ -171,7 +178,8 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
     const deadline = Date.now() + 5000;
     let pstnCall: string | undefined;
     while (pstnCall === undefined && Date.now() < deadline) {
-      pstnCall = events.slice(answered).find((e) => e.event === 'call.answered')?.call;
+      const e = events.slice(answered).find((x) => x.event === 'call.answered');
+      pstnCall = e !== undefined && 'call' in e ? e.call : undefined;
       if (pstnCall === undefined) await sleep(20);
     }
     assert.ok(pstnCall, 'the PSTN saw its call answered');
@@ -244,10 +252,10 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
 
     await sleep(2500);
     await phone.command('hangup');
-    const released = await new Promise<ControlEvent>((resolve, reject) => {
+    const released = await new Promise<Released>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('the line was not released after the phone hung up')), 5000);
       const check = (): void => {
-        const e = events.find((x) => x.event === 'call.released' && x.call === pstnCall);
+        const e = releaseOf(events, pstnCall);
         if (e) {
           clearTimeout(timer);
           resolve(e);
@@ -297,5 +305,101 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
     assert.equal(code, 1);
     assert.equal(outcome?.['answered'], false);
     assert.equal(outcome?.['cause'], 17, `busy on the line: ${JSON.stringify(outcome)}`);
+  });
+});
+
+describe('one analog line shared by two phones (sim FXO, one port)', () => {
+  let agent: AgentHandle;
+  let work: string;
+  let pstn: SimControlClient;
+  let alice: BaresipHandle;
+  let bob: BaresipHandle;
+  const events: ControlEvent[] = [];
+
+  before(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'branchline-line-'));
+    const control = `127.0.0.1:${await freeUdpTcpPort()}`;
+    agent = await startAgent({
+      extensions: [
+        { number: '1001', password: 'alice-1001-secret' },
+        { number: '1002', password: 'bob-1002-secret' },
+      ],
+      extraConfig: {
+        // baresip answers MD5 digest challenges only.
+        sip: { auth: { algorithms: ['MD5'] } },
+        media: { bind_address: '127.0.0.1' },
+        linecards: [
+          {
+            driver: 'sim',
+            name: 'analog',
+            type: 'fxo',
+            ports: 1,
+            numbers: ['5550200'],
+            control,
+            time_scale: 0.1,
+            subscribers: [
+              { number: OUTSIDE, behaviour: 'answer', answer_after: 0.2, audio: 'tone' },
+              { number: '911', name: 'Emergency', behaviour: 'answer', answer_after: 0.2, audio: 'tone' },
+            ],
+          },
+        ],
+        dids: [{ number: '5550200', extension: '1001' }],
+        // A call finding the line busy waits one second, then gets 503 with Retry-After: 7.
+        trunking: { max_queue_wait: 1, retry_after: 7 },
+      },
+    });
+    await agent.waitForLog((l) => l['msg'] === 'trunks started', 10_000);
+    pstn = await SimControlClient.connect(control);
+    pstn.on('event', (e) => events.push(e));
+    await pstn.request({ op: 'subscribe' });
+    const phone = async (user: string, password: string): Promise<BaresipHandle> => {
+      const p = await startBaresip({ account: { user, password, registrar: `127.0.0.1:${agent.udpPort}`, domain: agent.domain, regint: 600 } });
+      await p.waitForEvent((e) => e['type'] === 'REGISTER_OK', 5000);
+      return p;
+    };
+    alice = await phone('1001', 'alice-1001-secret');
+    bob = await phone('1002', 'bob-1002-secret');
+  });
+
+  after(async () => {
+    pstn?.close();
+    await alice?.cleanup();
+    await bob?.cleanup();
+    await agent?.cleanup();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test('the line is busy: a second outside call waits, then gets 503 with Retry-After; an emergency call pre-empts the first', async () => {
+    await alice.command('dial', `sip:${OUTSIDE}@${agent.domain}`);
+    await nextEvent(alice, 'CALL_ESTABLISHED', 0, 10_000);
+    const first = events.find((e): e is Extract<ControlEvent, { event: 'call.dialled' }> => e.event === 'call.dialled' && e.to === OUTSIDE);
+    assert.ok(first, 'the line carries 1001 to the outside number');
+
+    const started = Date.now();
+    await bob.command('dial', `sip:${OUTSIDE}@${agent.domain}`);
+    const closed = await nextEvent(bob, 'CALL_CLOSED', 0, 10_000);
+    assert.match(String(closed['param']), /503/, `503 for the second call: ${JSON.stringify(closed)}`);
+    assert.ok(Date.now() - started >= 900, 'it waited max_queue_wait for a channel first');
+    const refused = await agent.waitForLog((l) => l['event'] === 'trunk.refused', 2000);
+    assert.deepEqual([refused['code'], refused['status'], refused['retryAfter']], ['EQUEUE_TIMEOUT', 503, 7]);
+    await agent.waitForLog((l) => l['event'] === 'call.ended', 2000);
+    await sleep(200);
+    const failed = lastCall(agent.stateDir);
+    assert.deepEqual([failed.call['caller'], failed.call['final_status'], failed.call['disposition']], ['1002', 503, 'failed']);
+
+    // 911 from Bob: the line is taken from Alice's call (cause 8, pre-emption) and dials.
+    await bob.command('dial', `sip:911@${agent.domain}`);
+    await nextEvent(alice, 'CALL_CLOSED', 0, 10_000);
+    await nextEvent(bob, 'CALL_ESTABLISHED', 0, 10_000);
+    const preempted = releaseOf(events, first.call);
+    assert.equal(preempted?.cause, 8, `Alice's call was pre-empted on the line: ${JSON.stringify(preempted)}`);
+    assert.ok(events.some((e) => e.event === 'call.dialled' && e.to === '911'), 'the emergency call went out on the line');
+    await sleep(500);
+    await bob.command('hangup');
+    await nextEvent(bob, 'CALL_CLOSED', 1, 5000);
+    await agent.waitForLog((l) => l['event'] === 'call.ended' && agent.logs().filter((x) => x['event'] === 'call.ended').length >= 3, 5000);
+    await sleep(200);
+    const emergency = lastCall(agent.stateDir);
+    assert.deepEqual([emergency.call['dialed'], emergency.call['emergency'], emergency.call['disposition']], ['911', 1, 'answered']);
   });
 });
