@@ -75,13 +75,17 @@ test('startup scan: a file no row knows is indexed, a row whose file is gone is 
   const damaged = path.join(store.mailboxDir('1002'), 'mwabc999-5566778899.wav');
   await writeFile(damaged, 'not a wav');
   await writeFile(path.join(store.mailboxDir('1002'), '.x.wav.abcd.tmp'), 'partial');
+  await mkdir(path.join(store.mailboxDir('1002'), 'greetings'));
+  await writeFile(path.join(store.mailboxDir('1002'), 'greetings', '.take-busy.wav'), 'a take never kept');
+  await writeWavFile(path.join(store.mailboxDir('1002'), 'greetings', 'name.wav'), new Int16Array(800));
 
   const report = await reconcile(store);
-  assert.deepEqual(report, { tempFilesRemoved: 1, pendingIndexed: 0, pendingDropped: 0, rowsWithoutFile: 1, filesIndexed: 1, unreadable: [damaged] });
+  assert.deepEqual(report, { tempFilesRemoved: 2, pendingIndexed: 0, pendingDropped: 0, rowsWithoutFile: 1, filesIndexed: 1, unreadable: [damaged] });
   assert.deepEqual((await store.list('1001')).map((m) => m.id), [kept]);
   const found = await store.list('1002');
   assert.deepEqual(found.map((m) => [m.id, m.folder, m.reason, m.durationMs]), [[foundId, 'INBOX', 'recovered', 1500]]);
-  assert.deepEqual((await readdir(store.mailboxDir('1002'))).sort(), [`${foundId}.wav`, 'mwabc999-5566778899.wav']);
+  assert.deepEqual((await readdir(store.mailboxDir('1002'))).sort(), ['greetings', `${foundId}.wav`, 'mwabc999-5566778899.wav']);
+  assert.deepEqual(await readdir(path.join(store.mailboxDir('1002'), 'greetings')), ['name.wav'], 'a kept greeting stays');
   // A second scan finds nothing more to do.
   assert.deepEqual(await reconcile(store), { tempFilesRemoved: 0, pendingIndexed: 0, pendingDropped: 0, rowsWithoutFile: 0, filesIndexed: 0, unreadable: [damaged] });
 });

@@ -70,7 +70,8 @@ export class SubscriptionStore {
       }
       // JSON loses the null prototype of params; Dialog copies what it needs.
       const dialog = new Dialog({ ...stored, localSeq: stored.localSeq + CSEQ_RESTART_GAP, role: 'uas', state: 'confirmed' });
-      if (stored.flow) dialog.flow = stored.flow;
+      // A TCP connection id names a connection of the previous run: keep only the address.
+      if (stored.flow) dialog.flow = { transport: stored.flow.transport, address: stored.flow.address, port: stored.flow.port };
       out.push({ mailbox: row.mailbox, dialog, expiresAt: row.expires_at });
     }
     return out;

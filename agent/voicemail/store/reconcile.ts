@@ -14,6 +14,8 @@
 //   <id>.wav with no row at all                  indexed into INBOX as "recovered" (the store
 //                                                was replaced or restored): audio is never
 //                                                thrown away by the scan
+//   greetings/.take-* and greetings/.*.tmp       removed: a greeting being recorded or
+//                                                reviewed when the call or the agent ended
 // A WAV at its final name that does not decode (disk damage, not our sequence) is
 // left alone and reported.
 import { readdir, stat, unlink } from 'node:fs/promises';
@@ -109,6 +111,10 @@ export async function reconcile(store: VoicemailStore, logger?: Logger): Promise
     }
     if (removedHere > 0) await syncDirectory(dir);
     report.tempFilesRemoved += removedHere;
+    const greetings = path.join(dir, 'greetings');
+    const unfinished = (await readdir(greetings).catch(() => [] as string[])).filter((name) => name.startsWith('.take-') || TEMP_FILE.test(name));
+    for (const name of unfinished) await unlink(path.join(greetings, name)).catch(() => undefined);
+    report.tempFilesRemoved += unfinished.length;
   }
   const changed = report.tempFilesRemoved + report.pendingIndexed + report.pendingDropped + report.rowsWithoutFile + report.filesIndexed;
   if (changed > 0 || report.unreadable.length > 0) {
