@@ -7,6 +7,7 @@ import type { CallSession, TargetOutcome } from '../calls/call-session.ts';
 import type { RouteDecision } from '../calls/routing/types.ts';
 import { answerOffer, SdpNegotiationError, SdpOrigin, type MediaEngine } from '../media/index.ts';
 import type { RtpSession } from '../media/rtp-session.ts';
+import type { RetrievalRequest } from './ivr/driver.ts';
 import type { Voicemail } from './voicemail.ts';
 
 export interface TargetRegistry {
@@ -72,12 +73,19 @@ export function registerVoicemailTargets(core: TargetRegistry, deps: VoicemailTa
   core.setTargetHandler('voicemail-retrieval', async (session, decision) => {
     const target = decision.target;
     if (target.kind !== 'voicemail-retrieval') return 'unavailable';
-    const leg = await answerWithMedia(deps, session, 'voicemail');
-    if (leg === 'done') return 'done';
-    if (leg === undefined) return 'answered';
     const callerExtension = session.request.caller.extension;
-    return runApplication(deps, session, leg, 'retrieval', () =>
-      deps.voicemail.retrieve(leg, { ...(target.mailbox !== undefined ? { mailbox: target.mailbox } : {}), ...(callerExtension !== undefined ? { callerExtension } : {}) }),
-    );
+    return carryOutRetrieval(deps, session, { ...(target.mailbox !== undefined ? { mailbox: target.mailbox } : {}), ...(callerExtension !== undefined ? { callerExtension } : {}) });
   });
+}
+
+/**
+ * Answers the call and runs the mailbox IVR. For the handler of `feature` targets:
+ * `*98` with no number arrives as the feature `voicemail-any` and is carried out with
+ * `carryOutRetrieval(deps, session, {})` (no caller extension: the IVR asks which mailbox).
+ */
+export async function carryOutRetrieval(deps: VoicemailTargetDeps, session: CallSession, request: RetrievalRequest): Promise<TargetOutcome> {
+  const leg = await answerWithMedia(deps, session, 'voicemail');
+  if (leg === 'done') return 'done';
+  if (leg === undefined) return 'answered';
+  return runApplication(deps, session, leg, 'retrieval', () => deps.voicemail.retrieve(leg, request));
 }
