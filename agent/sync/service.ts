@@ -322,15 +322,19 @@ export class SyncService {
           if (payload.length === 0) return;
           const desired = parseDesiredConfig(payload);
           if (desired.site !== this.site) throw new Error(`desired config names site ${desired.site}`);
-          void this.#shadow?.apply(desired).then(async (reported) => {
-            await this.#link?.publish(topics.reportedConfig(this.site), encode(reported), { retain: true }).catch(() => undefined);
-            if (reported.status === 'applied') await this.#publishState(this.#o.agentVersion ?? packageVersion());
-          });
+          this.#shadow
+            ?.apply(desired)
+            .then(async (reported) => {
+              await this.#link?.publish(topics.reportedConfig(this.site), encode(reported), { retain: true }).catch(() => undefined);
+              if (reported.status === 'applied') await this.#publishState(this.#o.agentVersion ?? packageVersion());
+            })
+            .catch((err: unknown) => log.error({ event: 'sync.config_failed', version: desired.version, err }, 'could not apply the desired config'));
           return;
         }
         case 'siteCommand': {
           const req = parseRequest(payload, props);
-          void this.#commands?.handle(req);
+          // The store can fail under it (stopping, disk full): the controller asks again.
+          this.#commands?.handle(req).catch((err: unknown) => log.error({ event: 'sync.command_failed', id: req.id, err }, 'could not answer a command'));
           return;
         }
         case 'siteState':

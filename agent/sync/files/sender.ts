@@ -133,7 +133,7 @@ export class FileSender {
     for (const [to, s] of this.#sessions) {
       if (!this.#o.reachable(to)) this.#close(s, 'peer unreachable');
     }
-    void this.#openSessions(site);
+    this.#background(this.#openSessions(site), 'open sessions');
   }
 
   /** Called on a timer: resend the manifest where the receiver fell silent. */
@@ -141,7 +141,7 @@ export class FileSender {
     for (const s of this.#sessions.values()) {
       if (now - s.lastActivity >= this.#o.statusTimeoutMs) {
         this.#o.logger.info({ event: 'files.resume', id: s.row.id, to: s.row.to_site, from: s.base }, 'no status in time; sending the manifest again');
-        void this.#sendManifest(s);
+        this.#background(this.#sendManifest(s), 'send manifest');
       }
     }
   }
@@ -150,23 +150,23 @@ export class FileSender {
     const s = this.#sessions.get(status.from);
     if (!s || s.row.id !== status.transfer) {
       // A late answer about a transfer we are not sending now: only "complete" is news.
-      if (status.state === 'complete') void this.#finish(status.from, status.transfer, { state: 'delivered' }, undefined);
+      if (status.state === 'complete') this.#background(this.#finish(status.from, status.transfer, { state: 'delivered' }, undefined), 'finish transfer');
       return;
     }
     s.lastActivity = Date.now();
     if (status.state === 'complete') {
-      void this.#finish(s.row.to_site, s.row.id, { state: 'delivered' }, s);
+      this.#background(this.#finish(s.row.to_site, s.row.id, { state: 'delivered' }, s), 'finish transfer');
       return;
     }
     if (status.state === 'rejected') {
       const error = status.error ? `${status.error.code}: ${status.error.message}` : 'rejected';
-      void this.#finish(s.row.to_site, s.row.id, { state: 'failed', error }, s);
+      this.#background(this.#finish(s.row.to_site, s.row.id, { state: 'failed', error }, s), 'finish transfer');
       return;
     }
     const have = Math.max(0, Math.min(status.have, s.chunks.length));
     const code = status.error?.code;
     if (code === 'ENOMANIFEST') {
-      void this.#sendManifest(s);
+      this.#background(this.#sendManifest(s), 'send manifest');
       return;
     }
     if (code === 'ENOHANDLER' || code === 'EINDEX') {
@@ -184,7 +184,7 @@ export class FileSender {
       if (s.next < have) s.next = have;
     }
     this.#saveAcked(s);
-    void this.#pump(s);
+    this.#background(this.#pump(s), 'send chunks');
   }
 
   async list(): Promise<OutgoingFileSummary[]> {
@@ -331,6 +331,11 @@ export class FileSender {
     return { ...this.#o.link.headers.next('files'), kind: 'chunk', transfer: row.id, from: this.#o.link.site, to: row.to_site, index, data: buf.toString('base64') };
   }
 
+  /** A step nobody awaits: its failure (the store closing under it, a read error) is logged, never left unhandled. */
+  #background(step: Promise<void>, what: string): void {
+    step.catch((err: unknown) => this.#o.logger.error({ event: 'files.send_failed', what, err }, `file transfer step failed: ${what}`));
+  }
+
   #saveAcked(s: Session): void {
     if (s.base <= s.row.acked) return;
     s.row.acked = s.base;
@@ -343,7 +348,7 @@ export class FileSender {
     const result = await this.#o.db.get<{ state: string }>('SELECT state FROM file_transfers_out WHERE id = ? AND to_site = ?', [id, to]);
     if (s) this.#close(s, outcome.state);
     if (!result || result.state !== 'queued') {
-      if (s) void this.#openSessions(to);
+      if (s) this.#background(this.#openSessions(to), 'open sessions');
       return;
     }
     const error = outcome.state === 'failed' ? outcome.error : null;
@@ -363,6 +368,6 @@ export class FileSender {
         this.#o.logger.error({ err }, 'transfer outcome listener failed');
       }
     }
-    void this.#openSessions(to);
+    this.#background(this.#openSessions(to), 'open sessions');
   }
 }
