@@ -80,6 +80,8 @@ interface Session {
 
 /** A transfer silent this long gives back its file handle; the part file stays for a resume. */
 const IDLE_SESSION_MS = 10 * 60 * 1000;
+/** Transfers whose chunks came without a manifest, remembered to rate-limit the request for it. */
+const MAX_NO_MANIFEST_REPORTS = 1000;
 
 export class FileReceiver {
   readonly #o: FileReceiverOptions;
@@ -210,7 +212,8 @@ export class FileReceiver {
     }
     // What survived a crash: every chunk, in order, that matches its digest.
     let have = 0;
-    const buf = Buffer.alloc(m.chunk_size);
+    // Never larger than the file: chunk_size comes from the peer's manifest.
+    const buf = Buffer.alloc(Math.min(m.chunk_size, m.size));
     for (; have < m.chunks.length; have++) {
       const length = Math.min(m.chunk_size, m.size - have * m.chunk_size);
       const { bytesRead } = await fh.read(buf, 0, length, have * m.chunk_size);
@@ -226,6 +229,8 @@ export class FileReceiver {
       // We restarted (or never saw the manifest): ask for it, once a second at most.
       const last = this.#noManifestReported.get(c.transfer) ?? 0;
       if (Date.now() - last < 1000) return;
+      // Chunks of unknown transfers must not grow this map without end.
+      if (this.#noManifestReported.size >= MAX_NO_MANIFEST_REPORTS) this.#noManifestReported.clear();
       this.#noManifestReported.set(c.transfer, Date.now());
       const row = await this.#o.db.get<InRow>('SELECT state FROM file_transfers_in WHERE id = ?', [c.transfer]);
       if (row?.state === 'indexed') return this.#statusFor(c, 'complete', 0);
