@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { ControlEvent, ControlRequest, ControlResponse } from './control-protocol.ts';
-import { ControlError, parseControlAddress } from './control-server.ts';
+import { ControlError, MAX_CONTROL_LINE, parseControlAddress } from './control-server.ts';
 
 type Args<R> = R extends { id: number } ? Omit<R, 'id'> : never;
 export type ControlArgs = Args<ControlRequest>;
@@ -53,6 +53,7 @@ export class SimControlClient extends EventEmitter<{ event: [ControlEvent]; clos
   /** Sends one request; resolves with its result, rejects with ControlError(code) when it failed. */
   request<T = unknown>(args: ControlArgs): Promise<T> {
     const id = this.#nextId++;
+    if (this.#socket.destroyed) return Promise.reject(new ControlError('ECLOSED', 'the control socket is closed'));
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.#socket.write(`${JSON.stringify({ ...args, id })}\n`);
@@ -71,7 +72,13 @@ export class SimControlClient extends EventEmitter<{ event: [ControlEvent]; clos
       const line = this.#buffer.slice(0, nl);
       this.#buffer = this.#buffer.slice(nl + 1);
       if (!line.trim()) continue;
-      const message = JSON.parse(line) as ControlResponse | ControlEvent;
+      let message: ControlResponse | ControlEvent;
+      try {
+        message = JSON.parse(line) as ControlResponse | ControlEvent;
+      } catch {
+        this.#fail(`the control socket sent a line that is not JSON: ${line.slice(0, 80)}`);
+        return;
+      }
       if ('event' in message) {
         this.emit('event', message);
         continue;
@@ -82,5 +89,14 @@ export class SimControlClient extends EventEmitter<{ event: [ControlEvent]; clos
       if (message.ok) pending.resolve(message.result);
       else pending.reject(new ControlError(message.error?.code ?? 'EFAILED', message.error?.message ?? 'request failed'));
     }
+    if (this.#buffer.length > MAX_CONTROL_LINE) this.#fail(`the control socket sent a line longer than ${MAX_CONTROL_LINE} bytes`);
+  }
+
+  /** The other end is not speaking the protocol: every request waiting fails with EPROTOCOL. */
+  #fail(reason: string): void {
+    this.#buffer = '';
+    for (const p of this.#pending.values()) p.reject(new ControlError('EPROTOCOL', reason));
+    this.#pending.clear();
+    this.#socket.destroy();
   }
 }

@@ -15,7 +15,8 @@ import { PROTOCOL_VERSION } from './control-protocol.ts';
 import type { PstnCall } from './pstn-call.ts';
 import type { SimPstn } from './pstn.ts';
 
-const MAX_LINE = 64 * 1024;
+/** The longest line either side of the control socket takes. */
+export const MAX_CONTROL_LINE = 64 * 1024;
 const KEEP_RELEASED_CALLS = 200;
 const ALARMS: readonly AlarmKind[] = ['loss-of-signal', 'loss-of-frame', 'remote-alarm', 'ais', 'no-line-voltage', 'device-lost'];
 
@@ -120,8 +121,8 @@ export class SimControlServer {
         buffer = buffer.slice(nl + 1);
         if (line) void this.#request(socket, line);
       }
-      if (buffer.length > MAX_LINE) {
-        this.#send(socket, { id: 0, ok: false, error: { code: 'EARGUMENT', message: `request line longer than ${MAX_LINE} bytes` } });
+      if (buffer.length > MAX_CONTROL_LINE) {
+        this.#send(socket, { id: 0, ok: false, error: { code: 'EARGUMENT', message: `request line longer than ${MAX_CONTROL_LINE} bytes` } });
         socket.destroy();
       }
     });

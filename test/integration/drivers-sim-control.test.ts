@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -106,11 +107,15 @@ describe('sim card as a separate process, loopback TCP control socket', () => {
     assert.equal(call.state, 'setup');
     const deadline = Date.now() + 5000;
     while (!events.some((e) => e.event === 'call.answered') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await new Promise((r) => setTimeout(r, 300));
     const status = await client.request<{ channels: Record<string, string> }>({ op: 'status' });
     assert.deepEqual(status.channels, { '1/30': 'connected' }, 'the card side sees the call on the top channel');
-    const calls = await client.request<CallSummary[]>({ op: 'calls' });
-    const live = calls.find((c) => c.call === call.call)!;
+    // The echo takes a few 20 ms frames to come back: ask until it has (a loaded machine is slow).
+    let live: CallSummary | undefined;
+    do {
+      live = (await client.request<CallSummary[]>({ op: 'calls' })).find((c) => c.call === call.call);
+      if (live && live.audibleFramesReceived <= 5) await new Promise((r) => setTimeout(r, 20));
+    } while (live && live.audibleFramesReceived <= 5 && Date.now() < deadline);
+    assert.ok(live, 'the call is listed');
     assert.equal(live.state, 'connected');
     assert.ok(live.audibleFramesReceived > 5, 'the echo of the file came back audible');
     await client.request({ op: 'hangup', call: call.call });
@@ -222,6 +227,25 @@ describe('`branchline sim call` against the running agent', () => {
       });
     } finally {
       await agent.cleanup();
+    }
+  });
+});
+
+describe('the control client against something that does not speak the protocol', () => {
+  it('fails the waiting request with EPROTOCOL, without throwing, when a line is not JSON', async () => {
+    const server = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.write('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const client = await SimControlClient.connect(`127.0.0.1:${port}`);
+    try {
+      await assert.rejects(client.request({ op: 'status' }), { code: 'EPROTOCOL' });
+      await assert.rejects(client.request({ op: 'status' }), { code: 'ECLOSED' });
+    } finally {
+      client.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });
