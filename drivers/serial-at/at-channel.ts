@@ -73,6 +73,9 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
+/** Longer than any line a modem sends: bytes without a line end past this are noise. */
+const MAX_AT_LINE = 4096;
+
 export class AtChannel {
   readonly #card: string;
   readonly #write: (bytes: Buffer) => void;
@@ -168,6 +171,8 @@ export class AtChannel {
         return;
       }
     }
+    // A device streaming garbage without line ends must not grow the buffer without end.
+    if (this.#buffer.length > MAX_AT_LINE) this.#buffer = '';
   }
 
   /** The device is gone: every command waiting fails with EDEVICE. */

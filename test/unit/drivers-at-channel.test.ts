@@ -59,6 +59,14 @@ describe('AtChannel', () => {
     await assert.rejects(b, { message: 'AT+VTS=1 failed: +CME ERROR: operation not allowed' });
   });
 
+  it('drops a run of noise without line ends and still reads the reply after it', async () => {
+    const { at, feed } = channel();
+    const reply = at.command('AT', { timeoutMs: 1000 });
+    feed(Buffer.alloc(64 * 1024, 0x41)); // a device babbling with no CR or LF
+    feed('\r\nOK\r\n');
+    assert.deepEqual(await reply, { final: 'OK', lines: [] });
+  });
+
   it('times out with an error that names the command and the results it waited for, then moves on', async () => {
     const { at, written, feed } = channel();
     const silent = at.command('AT+VTR', { timeoutMs: 30, success: ['CONNECT'] });
