@@ -24,7 +24,6 @@ import { FeatureStateStore } from './store/feature-state.ts';
 import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
 import { migrate } from './store/migrations.ts';
-import { tightenHeapGrowth } from './runtime/memory-flags.ts';
 import { SiteSync } from './sync/site-sync.ts';
 import { Trunks } from './trunks/trunks.ts';
 import { registerLineCalls } from './calls/line-calls.ts';
@@ -247,8 +246,6 @@ export class Agent {
       },
       'agent ready',
     );
-    // Start-up allocates a lot that dies young; from here on keep the heap tight.
-    tightenHeapGrowth();
   }
 
   /**

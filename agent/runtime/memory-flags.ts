@@ -3,37 +3,26 @@
 // helpers, a service unit). Figures and the measurements behind each value:
 // docs/decisions/0010-registrar-memory-start-and-load-shedding.md.
 //
-// V8 reads the young generation's size when the heap is created, so
-// v8.setFlagsFromString() from inside the process comes too late for it (measured:
-// the same RSS with and without it). It must be on the command line: when it is
-// not, the entry point replaces the process with itself plus the flag
+// V8 reads its heap sizing flags when the heap is created, and
+// v8.setFlagsFromString() from inside the process does not change them afterwards
+// (measured: the same RSS with and without it, for the young generation's size and
+// for the old generation's growth factor alike). They must be on the command line:
+// when they are not, the entry point replaces the process with itself plus the flags
 // (process.execve keeps the PID, stdio and arguments; it costs one more Node start,
-// ~40 ms, before any module of ours is loaded). The old generation's growth factor,
-// on the contrary, is read at every collection, and is set only once the agent is
-// ready: during start-up (10,000 extensions parsed, validated and hashed) it cost
-// ~250 ms more CPU.
+// ~40 ms, before any module of ours is loaded).
 
-import { setFlagsFromString } from 'node:v8';
 import { isSea } from 'node:sea';
 
 /**
- * A 4 MB cap on each young-generation semi-space: V8 otherwise grows the young
- * generation to tens of MB under load and keeps it.
+ * - a 4 MB cap on each young-generation semi-space: V8 otherwise grows the young
+ *   generation to tens of MB under load and keeps it;
+ * - the old generation may grow to 1.2x its live size before a full collection,
+ *   instead of up to 4x: at 2,000 registrations/s V8 let ~35 MB of live data grow to
+ *   ~150 MB of heap between collections (RSS 228 -> 180 MB). The price is more full
+ *   collections while the heap builds up at start (~200-300 ms more CPU with 10,000
+ *   extensions, partly on V8's helper threads).
  */
-export const V8_MEMORY_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
-
-/**
- * The old generation may grow to 1.2x its live size before a full collection,
- * instead of up to 4x: at 2,000-3,000 registrations/s V8 let ~35 MB of live data
- * grow to ~150 MB of heap between collections.
- */
-export const HEAP_GROWING_FLAG = '--heap-growing-percent=20';
-
-/** Called once the agent is ready (see above for why not earlier). */
-export function tightenHeapGrowth(): void {
-  if (process.execArgv.some((a) => a.startsWith('--heap-growing-percent') || a.startsWith('--heap_growing_percent'))) return;
-  setFlagsFromString(HEAP_GROWING_FLAG);
-}
+export const V8_MEMORY_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--heap-growing-percent=20'];
 
 /**
  * glibc gives each thread that allocates (SQLite's and V8's worker threads) its own
