@@ -202,7 +202,8 @@ describe('zero-touch claim against a real Mosquitto with the generated ACL', { t
       await siteA.subscribeAsync([`${ROOT}/site/site-b/cmd`, `${ROOT}/site/site-a/cmd`], { qos: 1 });
       await observer.publishAsync(`${ROOT}/site/site-b/cmd`, '{}', { qos: 1 });
       await observer.publishAsync(`${ROOT}/site/site-a/cmd`, '{}', { qos: 1 });
-      await new Promise((r) => setTimeout(r, 300));
+      // Delivered in publish order: once site-a's own command is here, site-b's would have come first.
+      for (let i = 0; i < 100 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
       assert.deepEqual(got, [`${ROOT}/site/site-a/cmd`], 'site-a may read its own commands and not site-b\'s');
       assert.deepEqual(seen.filter((t) => t.includes('/up/') || t.endsWith('/state')), [`${ROOT}/site/site-a/up/events`]);
     } finally {
