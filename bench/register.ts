@@ -475,14 +475,15 @@ async function soak(seconds: number, rate: number, usersFile: string): Promise<v
     const slope = driftMbPerMinute(steady);
     const first = steady[0];
     const last = steady[steady.length - 1];
+    const unexpected = unexpectedResponses(r);
     process.stdout.write(
-      `\nSoak: ${r.successful} registrations ok, ${r.failed} failed, ${r.retransmissions} retransmissions, ` +
+      `\nSoak: ${r.successful} registrations ok, ${r.failed} failed${Object.keys(unexpected).length ? ` ${JSON.stringify(unexpected)}` : ''}, ${r.retransmissions} retransmissions, ` +
         `achieved ${r.callRate.toFixed(0)}/s, agent cpu ${usage.cpuPercent.toFixed(0)} %\n` +
         `RSS (MB) every 10 s: ${samples.map((s) => s.rssMb).join(' ')}\n` +
         `drift over the second half: ${slope.toFixed(2)} MB/min (t=${first?.t ?? 0}s to t=${last?.t ?? 0}s)\n`,
     );
     process.stdout.write(
-      JSON.stringify({ bench: 'register-soak', seconds, rate, successful: r.successful, failed: r.failed, retransmissions: r.retransmissions, cpuPercent: usage.cpuPercent, rssMb: samples, driftMbPerMin: slope }) + '\n',
+      JSON.stringify({ bench: 'register-soak', seconds, rate, successful: r.successful, failed: r.failed, unexpected, retransmissions: r.retransmissions, cpuPercent: usage.cpuPercent, rssMb: samples, driftMbPerMin: slope }) + '\n',
     );
   } finally {
     await target.stop();
