@@ -19,6 +19,7 @@ import type { DidTarget } from '../trunks/plan.ts';
 import type { Call, LegInfo } from './call.ts';
 import type { AdoptedCall, AdoptedCallLink } from './call-core.ts';
 import type { CallDisposition } from './call-record.ts';
+import { onChannelEvent } from './channel-events.ts';
 import { ChannelMedia } from './channel-media.ts';
 import { dialTarget, type DialerDeps } from './features/target-dialer.ts';
 import { causeForOutcome, causeForSipStatus, q850ReasonHeader, STATUS_FOR_OUTCOME } from './line-causes.ts';
@@ -97,11 +98,7 @@ export class InboundChannelCall implements AdoptedCall {
       caller: { number, ...(line.callerId.name !== undefined ? { name: line.callerId.name } : {}), origin: 'trunk' },
     };
     this.#aInfo = call.addLeg({ kind: 'channel', direction: 'inbound', party: channelName(line.card, line.channel) });
-    const onRelease = (e: ReleaseEvent): void => {
-      if (e.channel.span === line.channel.span && e.channel.channel === line.channel.channel) this.#released(e);
-    };
-    line.card.on('release', onRelease);
-    this.#offRelease = () => line.card.off('release', onRelease);
+    this.#offRelease = onChannelEvent(line.card, 'release', line.channel, (e) => this.#released(e));
   }
 
   parties(): string[] {

@@ -19,6 +19,7 @@ import type { DigitEvent, RtpSession } from '../media/index.ts';
 import { DtmfDetector } from '../media/dtmf-detector.ts';
 import { decodeG711, FRAME_SAMPLES, transcodeG711InPlace } from '../media/g711.ts';
 import { createRtpView, parseRtpInto, RTP_HEADER_BYTES, writeRtpHeader, type RtpView } from '../media/rtp-packet.ts';
+import { onChannelEvent } from './channel-events.ts';
 
 /** A digit that arrived both as signalling and in band within this long is one key press. */
 const SAME_PRESS_MS = 400;
@@ -88,15 +89,12 @@ export class ChannelMedia {
     this.#session.setPacketSink((packet, view) => this.#fromPhone(packet, view));
     const onPhoneDigit = (e: DigitEvent): void => this.#phoneDigit(e);
     this.#session.on('digit', onPhoneDigit);
-    const onLineDigits = (e: { channel: ChannelRef; digits: string }): void => {
-      if (e.channel.span !== this.#channel.span || e.channel.channel !== this.#channel.channel) return;
-      for (const digit of e.digits) this.#lineDigit(digit, 'signalled');
-    };
-    this.#card.on('digits', onLineDigits);
     this.#unsubscribe.push(
       () => this.#session.setPacketSink(undefined),
       () => this.#session.off('digit', onPhoneDigit),
-      () => this.#card.off('digits', onLineDigits),
+      onChannelEvent(this.#card, 'digits', this.#channel, (e) => {
+        for (const digit of e.digits) this.#lineDigit(digit, 'signalled');
+      }),
     );
   }
 

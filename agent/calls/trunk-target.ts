@@ -16,6 +16,7 @@ import type { ExternalCallRequest } from '../trunks/router.ts';
 import type { OutboundTrunkCall } from '../trunks/trunk-service.ts';
 import type { CallDisposition } from './call-record.ts';
 import type { CallSession, TargetHandler, TargetOutcome } from './call-session.ts';
+import { onChannelEvent } from './channel-events.ts';
 import { ChannelMedia } from './channel-media.ts';
 import { channelName, codecsFor, lawOf } from './channel-call.ts';
 
@@ -54,10 +55,6 @@ function dispositionOf(status: number): CallDisposition {
 
 /** How the line call stands once dialled: answered, or released with a cause. */
 type LineProgress = { kind: 'answered' } | { kind: 'released'; cause: number; by: ReleaseEvent['by'] };
-
-function sameChannel(a: ChannelRef, b: ChannelRef): boolean {
-  return a.span === b.span && a.channel === b.channel;
-}
 
 export function externalTargetHandler(deps: ExternalTargetDeps): TargetHandler {
   return (session, decision) => {
@@ -203,14 +200,7 @@ class OutboundLineCall {
       session.call.transition('early', `ringing on ${channelName(card, channel)}`);
       if (this.#rtp !== undefined) void this.#rtp.play(this.#deps.media.tone('ringback'));
     };
-    const onAlerting = (e: { channel: ChannelRef }): void => {
-      if (sameChannel(e.channel, channel)) ringing();
-    };
-    const onAnswer = (e: { channel: ChannelRef }): void => {
-      if (sameChannel(e.channel, channel)) settle({ kind: 'answered' });
-    };
     const onRelease = (e: ReleaseEvent): void => {
-      if (!sameChannel(e.channel, channel)) return;
       this.#lineReleased = true;
       if (this.#lineLegId !== undefined) session.call.legEnded(this.#lineLegId, undefined, e.by === 'local' ? 'system' : 'callee');
       if (session.call.state === 'answered') {
@@ -219,14 +209,11 @@ class OutboundLineCall {
       }
       settle({ kind: 'released', cause: e.cause, by: e.by });
     };
-    card.on('alerting', onAlerting);
-    card.on('answer', onAnswer);
-    card.on('release', onRelease);
-    this.#offLine.push(() => {
-      card.off('alerting', onAlerting);
-      card.off('answer', onAnswer);
-      card.off('release', onRelease);
-    });
+    this.#offLine.push(
+      onChannelEvent(card, 'alerting', channel, () => ringing()),
+      onChannelEvent(card, 'answer', channel, () => settle({ kind: 'answered' })),
+      onChannelEvent(card, 'release', channel, onRelease),
+    );
     return (sdp) => {
       early = sdp;
       if (pending !== undefined) return Promise.resolve(pending);
