@@ -129,13 +129,15 @@ describe('systemd unit and notification', { timeout: 90_000 }, () => {
       } finally {
         peer.close();
       }
-      await new Promise((r) => setTimeout(r, 1600));
+      const pingDeadline = Date.now() + 5000;
+      while (received.filter((r) => r.msg === 'WATCHDOG=1').length < 4 && Date.now() < pingDeadline) await new Promise((r) => setTimeout(r, 20));
       const pings = received.filter((r) => r.msg === 'WATCHDOG=1');
-      assert.ok(pings.length >= 3, `expected ≥3 watchdog pings in 1.6 s at 300 ms, got ${pings.length}`);
-      for (let i = 1; i < pings.length; i++) {
-        const gap = (pings[i] as Received).t - (pings[i - 1] as Received).t;
-        assert.ok(gap > 0.15 && gap < 0.6, `watchdog gap ${gap.toFixed(3)} s`);
-      }
+      assert.ok(pings.length >= 4, `expected 4 watchdog pings at 300 ms within 5 s, got ${pings.length}`);
+      const gaps = pings.slice(1).map((p, i) => p.t - (pings[i] as Received).t);
+      // A loaded machine only makes gaps longer: none may be short (no flood), and the
+      // shortest shows the half interval (300 ms), not the full 600.
+      for (const gap of gaps) assert.ok(gap > 0.15, `watchdog gap ${gap.toFixed(3)} s`);
+      assert.ok(Math.min(...gaps) < 0.45, `watchdog gaps ${gaps.map((g) => g.toFixed(3)).join(', ')} s: not at half the interval`);
       assert.ok(!received.some((r) => r.msg.includes('STOPPING=1')));
       assert.equal(await agent.stop(), 0);
       const stopDeadline = Date.now() + 5000;
