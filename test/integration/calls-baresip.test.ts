@@ -21,8 +21,8 @@ import { startBaresip, type BaresipHandle } from '../helpers/baresip.ts';
 import { SIPP_AGENT_CONFIG } from '../helpers/sipp.ts';
 
 const EXTENSIONS = [
-  { number: '1001', name: 'Alice', password: 'alice-1001-secret' },
-  { number: '1002', name: 'Bob', password: 'bob-1002-secret' },
+  { number: '1001', name: 'Alice', password: 'alice-1001-secret', voicemail: { pin: '4821' } },
+  { number: '1002', name: 'Bob', password: 'bob-1002-secret', voicemail: { pin: '7315' } },
 ];
 
 /** config/sample.yaml as the agent's config, on a free port instead of 5060 and a temp state folder. */
