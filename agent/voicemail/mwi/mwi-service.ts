@@ -42,6 +42,7 @@ export interface MwiDeps {
 }
 
 const SWEEP_MS = 1000;
+const ANNOUNCE_CONCURRENCY = 32;
 
 /** "udp:1.2.3.4:5060" (Binding.source) → an Endpoint. */
 export function endpointOfSource(source: string): Endpoint | undefined {
@@ -85,9 +86,17 @@ export class MwiService {
     this.#timer.unref();
   }
 
-  /** After start, once SIP is up: tell every subscribed or registered phone the current state. */
+  /**
+   * After start, once SIP is up: tell every subscribed or registered phone the
+   * current state. A few mailboxes at a time: a phone that is gone holds its NOTIFY
+   * for Timer F (32 s), and a site may have thousands of mailboxes.
+   */
   async announceAll(mailboxes: Iterable<string>): Promise<void> {
-    for (const mailbox of mailboxes) await this.notifyMailbox(mailbox);
+    const queue = [...mailboxes];
+    const worker = async (): Promise<void> => {
+      for (let m = queue.shift(); m !== undefined; m = queue.shift()) await this.notifyMailbox(m);
+    };
+    await Promise.all(Array.from({ length: ANNOUNCE_CONCURRENCY }, worker));
   }
 
   stop(): void {
@@ -208,11 +217,9 @@ export class MwiService {
   async notifyMailbox(mailbox: string): Promise<void> {
     if (!this.#deps.hasMailbox(mailbox)) return;
     const subs = [...this.#subs.values()].filter((s) => s.mailbox === mailbox);
-    await Promise.all(subs.map((s) => this.#notifyInDialog(s)));
-    if (!this.#deps.settings.unsolicited) return;
-    for (const binding of this.#deps.bindings(mailbox)) {
-      await this.#notifyUnsolicitedIfUnsubscribed(mailbox, binding);
-    }
+    const unsolicited = this.#deps.settings.unsolicited ? this.#deps.bindings(mailbox) : [];
+    // Every phone of the mailbox at once: one that does not answer must not hold up the others.
+    await Promise.all([...subs.map((s) => this.#notifyInDialog(s)), ...unsolicited.map((b) => this.#notifyUnsolicitedIfUnsubscribed(mailbox, b))]);
   }
 
   async #onRegistration(extension: string, contact: string): Promise<void> {
