@@ -71,6 +71,19 @@ function parseArgs(raw: unknown): UpdateJobArgs {
   return { ...(url !== undefined ? { url: url as string } : {}), ...(file !== undefined ? { path: file as string } : {}), ...(deadline !== undefined ? { deadline_s: deadline as number } : {}) };
 }
 
+/**
+ * The URL as logs and answers show it: without user:password and without the query
+ * (a pre-signed URL carries its credential there).
+ */
+export function urlForLogs(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
 export class UpdateJobs {
   readonly #o: UpdateJobsOptions;
   #reporter: JournalReporter | undefined;
@@ -122,7 +135,7 @@ export class UpdateJobs {
         bundle = args.path as string;
         if (!existsSync(bundle)) throw new UpdateJobError('EBADARGS', `firmware.update: no bundle at ${bundle}`);
       }
-      logger.info({ event: 'firmware.update_started', source: args.url ?? args.path }, 'update ordered by the controller');
+      logger.info({ event: 'firmware.update_started', source: args.url !== undefined ? urlForLogs(args.url) : args.path }, 'update ordered by the controller');
       let result: UpdateResult;
       try {
         result = await installUpdate({
@@ -153,22 +166,25 @@ export class UpdateJobs {
   }
 
   async #download(url: string, file: string): Promise<void> {
+    const shown = urlForLogs(url);
+    // fetch's own messages quote the URL whole; its error is not kept as the cause for the same reason.
+    const reason = (err: unknown): string => (err as Error).message.split(url).join(shown);
     mkdirSync(path.dirname(file), { recursive: true });
     const timeoutMs = this.#o.config.firmware.download_timeout * 1000;
     let res: Response;
     try {
       res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
     } catch (err) {
-      throw new UpdateJobError('EDOWNLOAD', `cannot fetch ${url}: ${(err as Error).message}`, { cause: err });
+      throw new UpdateJobError('EDOWNLOAD', `cannot fetch ${shown}: ${reason(err)}`);
     }
-    if (!res.ok || !res.body) throw new UpdateJobError('EDOWNLOAD', `cannot fetch ${url}: HTTP ${res.status}`);
+    if (!res.ok || !res.body) throw new UpdateJobError('EDOWNLOAD', `cannot fetch ${shown}: HTTP ${res.status}`);
     const declared = Number(res.headers.get('content-length') ?? '0');
-    if (declared > MAX_BUNDLE_BYTES) throw new UpdateJobError('EDOWNLOAD', `${url} is ${declared} bytes, more than a bundle may be (${MAX_BUNDLE_BYTES})`);
+    if (declared > MAX_BUNDLE_BYTES) throw new UpdateJobError('EDOWNLOAD', `${shown} is ${declared} bytes, more than a bundle may be (${MAX_BUNDLE_BYTES})`);
     let seen = 0;
     const limit = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         seen += chunk.length;
-        if (seen > MAX_BUNDLE_BYTES) cb(new UpdateJobError('EDOWNLOAD', `${url} is larger than a bundle may be (${MAX_BUNDLE_BYTES} bytes)`));
+        if (seen > MAX_BUNDLE_BYTES) cb(new UpdateJobError('EDOWNLOAD', `${shown} is larger than a bundle may be (${MAX_BUNDLE_BYTES} bytes)`));
         else cb(null, chunk);
       },
     });
@@ -178,8 +194,8 @@ export class UpdateJobs {
     } catch (err) {
       rmSync(file, { force: true });
       if (err instanceof UpdateJobError) throw err;
-      throw new UpdateJobError('EDOWNLOAD', `download of ${url} failed: ${(err as Error).message}`, { cause: err });
+      throw new UpdateJobError('EDOWNLOAD', `download of ${shown} failed: ${reason(err)}`);
     }
-    this.#o.logger.info({ event: 'firmware.downloaded', url, bytes: statSync(file).size }, 'bundle downloaded');
+    this.#o.logger.info({ event: 'firmware.downloaded', url: shown, bytes: statSync(file).size }, 'bundle downloaded');
   }
 }
