@@ -5,6 +5,25 @@
 // (controller/postgres-store.ts). Both are run through the same contract tests.
 import type { RecordRow, SiteStateName, SiteSummary, StreamName, UpMessage } from '../agent/sync/protocol.ts';
 
+/** The site list, the same SQL on SQLite and PostgreSQL (no parameters). */
+export const SITES_QUERY = `SELECT s.site, s.state, s.state_since, s.agent, s.boot, s.config_version, s.desired_version, s.last_seen,
+       (SELECT COUNT(*) FROM messages m WHERE m.site = s.site AND m.stream = 'records') AS records
+  FROM sites s ORDER BY s.site`;
+
+/** A row of SITES_QUERY: a SiteSummary whose state is still the stored text. */
+export type SiteRow = Omit<SiteSummary, 'state'> & { state: string };
+
+export function siteSummary(r: SiteRow): SiteSummary {
+  return { ...r, state: r.state as SiteStateName };
+}
+
+/** A stored message as both stores read it: its data still the stored JSON text. */
+export type MessageRow = Omit<RecordRow, 'data'> & { data: string };
+
+export function recordRow(r: MessageRow): RecordRow {
+  return { ...r, data: JSON.parse(r.data) as unknown };
+}
+
 export interface IngestResult {
   inserted: number;
   duplicates: number;

@@ -4,8 +4,8 @@
 // versions are read and written under a row lock, and migrations run once under an
 // advisory lock, so any number of instances can share one database.
 import pg from 'pg';
-import type { RecordRow, SiteStateName, SiteSummary, StreamName, UpMessage } from '../agent/sync/protocol.ts';
-import type { FleetStore, IngestResult, SiteStateUpdate } from './fleet-store.ts';
+import type { RecordRow, SiteSummary, StreamName, UpMessage } from '../agent/sync/protocol.ts';
+import { recordRow, siteSummary, SITES_QUERY, type FleetStore, type IngestResult, type MessageRow, type SiteRow, type SiteStateUpdate } from './fleet-store.ts';
 
 const migrations: ReadonlyArray<{ version: number; sql: string }> = [
   {
@@ -168,44 +168,17 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   async sites(): Promise<SiteSummary[]> {
-    const rows = (
-      await this.#pool.query<{
-        site: string;
-        state: string;
-        state_since: number | null;
-        agent: string | null;
-        boot: string | null;
-        config_version: number;
-        desired_version: number;
-        last_seen: number | null;
-        records: number;
-      }>(
-        `SELECT s.site, s.state, s.state_since, s.agent, s.boot, s.config_version, s.desired_version, s.last_seen,
-                (SELECT COUNT(*) FROM messages m WHERE m.site = s.site AND m.stream = 'records') AS records
-           FROM sites s ORDER BY s.site`,
-      )
-    ).rows;
-    return rows.map((r) => ({
-      site: r.site,
-      state: r.state as SiteStateName,
-      config_version: r.config_version,
-      desired_version: r.desired_version,
-      records: r.records,
-      agent: r.agent,
-      boot: r.boot,
-      last_seen: r.last_seen,
-      state_since: r.state_since,
-    }));
+    return (await this.#pool.query<SiteRow>(SITES_QUERY)).rows.map(siteSummary);
   }
 
   async messages(site: string, stream: StreamName, opts: { limit?: number; afterSeq?: number } = {}): Promise<RecordRow[]> {
     const rows = (
-      await this.#pool.query<{ id: string; site: string; seq: number; boot: string; ts: number; type: string; data: string; received_at: number }>(
+      await this.#pool.query<MessageRow>(
         'SELECT id, site, seq, boot, ts, type, data, received_at FROM messages WHERE site = $1 AND stream = $2 AND seq > $3 ORDER BY seq LIMIT $4',
         [site, stream, opts.afterSeq ?? 0, opts.limit ?? 1_000_000],
       )
     ).rows;
-    return rows.map((r) => ({ ...r, data: JSON.parse(r.data) as unknown }));
+    return rows.map(recordRow);
   }
 
   async count(site: string, stream: StreamName): Promise<number> {

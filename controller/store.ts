@@ -3,8 +3,8 @@
 // stored once; the fleet's state (site states, config versions) lives beside them.
 import path from 'node:path';
 import { Database, type SqlValue } from '../agent/store/db.ts';
-import type { RecordRow, SiteStateName, SiteSummary, StreamName, UpMessage } from '../agent/sync/protocol.ts';
-import type { FleetStore, IngestResult, SiteStateUpdate } from './fleet-store.ts';
+import type { RecordRow, SiteSummary, StreamName, UpMessage } from '../agent/sync/protocol.ts';
+import { recordRow, siteSummary, SITES_QUERY, type FleetStore, type IngestResult, type MessageRow, type SiteRow, type SiteStateUpdate } from './fleet-store.ts';
 
 export type { IngestResult } from './fleet-store.ts';
 
@@ -216,40 +216,15 @@ export class ControllerStore implements FleetStore {
   }
 
   async sites(): Promise<SiteSummary[]> {
-    const rows = await this.#db.all<{
-      site: string;
-      state: string;
-      state_since: number | null;
-      agent: string | null;
-      boot: string | null;
-      config_version: number;
-      desired_version: number;
-      last_seen: number | null;
-      records: number;
-    }>(
-      `SELECT s.site, s.state, s.state_since, s.agent, s.boot, s.config_version, s.desired_version, s.last_seen,
-              (SELECT COUNT(*) FROM messages m WHERE m.site = s.site AND m.stream = 'records') AS records
-         FROM sites s ORDER BY s.site`,
-    );
-    return rows.map((r) => ({
-      site: r.site,
-      state: r.state as SiteStateName,
-      config_version: r.config_version,
-      desired_version: r.desired_version,
-      records: r.records,
-      agent: r.agent,
-      boot: r.boot,
-      last_seen: r.last_seen,
-      state_since: r.state_since,
-    }));
+    return (await this.#db.all<SiteRow>(SITES_QUERY)).map(siteSummary);
   }
 
   async messages(site: string, stream: StreamName, opts: { limit?: number; afterSeq?: number } = {}): Promise<RecordRow[]> {
-    const rows = await this.#db.all<{ id: string; site: string; seq: number; boot: string; ts: number; type: string; data: string; received_at: number }>(
+    const rows = await this.#db.all<MessageRow>(
       'SELECT id, site, seq, boot, ts, type, data, received_at FROM messages WHERE site = ? AND stream = ? AND seq > ? ORDER BY seq LIMIT ?',
       [site, stream, opts.afterSeq ?? 0, opts.limit ?? 1_000_000],
     );
-    return rows.map((r) => ({ ...r, data: JSON.parse(r.data) as unknown }));
+    return rows.map(recordRow);
   }
 
   async count(site: string, stream: StreamName): Promise<number> {
