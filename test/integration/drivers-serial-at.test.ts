@@ -12,6 +12,14 @@ import { lineCardContract, type ContractHarness, type FarEndCall } from '../help
 const CH = { span: 1, channel: 1 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 function makeCard(emu: ModemEmulator, kind: EmulatedKind): SerialAtCard {
   return new SerialAtCard({
     name: `${kind}-test`,
@@ -108,7 +116,6 @@ describe('serial-at voice modem: bytes on the wire', () => {
     const frame = new Uint8Array(160).fill(0x55);
     frame[0] = 0x10; // a DLE in the audio must be doubled on the wire
     assert.equal(card.writeFrame(CH, frame), true);
-    await sleep(50);
     await card.release(CH);
     const shielded = Buffer.concat([Buffer.from([0x10, 0x10]), Buffer.alloc(159, 0x55)]).toString('latin1');
     assert.equal(emu.written(), `ATA\rAT+VTR\r${shielded}\x10\x03ATH\r`);
@@ -122,8 +129,7 @@ describe('serial-at voice modem: bytes on the wire', () => {
     const release = once(card, 'release');
     emu.busy();
     assert.deepEqual(await release, { channel: CH, cause: 17, by: 'remote' });
-    await sleep(50);
-    assert.equal(card.channelState(CH), 'idle');
+    await until(() => card.channelState(CH) === 'idle' && emu.written().endsWith('ATH\r'), 'the line back to idle after ATH');
     assert.equal(emu.written(), 'ATDT5559000\rATH\r');
 
     emu.clearWritten();
@@ -233,7 +239,7 @@ describe('serial-at cellular module: bytes on the wire', () => {
   });
 
   it('reports a busy number as cause 17', async () => {
-    await sleep(50);
+    await until(() => card.channelState(CH) === 'idle', 'the line idle after the last call');
     await card.dial(CH, { number: '5559002' });
     const release = once(card, 'release');
     emu.busy();
