@@ -317,6 +317,8 @@ export class CallSession {
     if (this.call.state === 'ended') return;
     const byes: Promise<unknown>[] = [];
     if (by !== 'caller' && this.a.dialog.state === 'confirmed') byes.push(this.a.send('BYE', { headers: { Reason: reasonHeader(200, reason) } }).catch(() => undefined));
+    // Not answered yet (an error on the way to the 200): the caller still gets a final response.
+    if (this.a.dialog.state === 'early') this.a.reject(500, 'Server Internal Error', { Reason: reasonHeader(500, reason) });
     const b = this.b;
     if (b !== undefined && by !== 'callee' && b.sip.dialog?.state === 'confirmed') byes.push(b.sip.send('BYE', { headers: { Reason: reasonHeader(200, reason) } }).catch(() => undefined));
     this.call.legEnded(this.#aInfo.id, undefined, by === 'caller' ? 'caller' : by === 'callee' ? 'callee' : 'system');
