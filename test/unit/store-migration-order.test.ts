@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { Database } from '../../agent/store/db.ts';
 import { latestSchemaVersion, migrate } from '../../agent/store/migrations.ts';
 
+const dir = mkdtempSync(path.join(tmpdir(), 'bl-migrate-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
 test('a migration that landed after a higher version is still applied to an existing store', async () => {
-  const db = await Database.open(path.join(mkdtempSync(path.join(tmpdir(), 'bl-migrate-')), 'store.sqlite'));
+  const db = await Database.open(path.join(dir, 'store.sqlite'));
   await migrate(db);
   // As if the store had been migrated by a build that had version 5 but not yet 3.
   await db.exec('DROP TABLE call_legs; DROP TABLE calls; DROP TABLE feature_state; DELETE FROM schema_migrations WHERE version = 3');

@@ -4,10 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { configFromData } from '../../agent/config/load.ts';
 import { EventBus, type AgentEvents } from '../../agent/events/bus.ts';
 import { createLogger } from '../../agent/log/logger.ts';
@@ -20,6 +20,9 @@ import { TrunkService, type InboundTrunkCall } from '../../agent/trunks/trunk-se
 import { createLineCard, type LineCard, type ReleaseEvent } from '../../drivers/index.ts';
 import type { SimCard } from '../../drivers/sim/sim-card.ts';
 import type { PstnCall } from '../../drivers/sim/pstn-call.ts';
+
+const tempDir = mkdtempSync(path.join(tmpdir(), 'bl-trunks-'));
+after(() => rmSync(tempDir, { recursive: true, force: true }));
 
 const TIME_SCALE = 0.02;
 
@@ -294,7 +297,7 @@ test('two tenants waiting for one FXO line reach the PSTN alternately, in the or
 });
 
 test('the running trunks write their hourly usage to the store', async () => {
-  const db = await Database.open(path.join(mkdtempSync(path.join(tmpdir(), 'bl-trunks-')), 'store.sqlite'));
+  const db = await Database.open(path.join(tempDir, 'store.sqlite'));
   await migrate(db);
   const r = await rig(
     { dids: [{ number: '5550100', extension: '1001' }] },

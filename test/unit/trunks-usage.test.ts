@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { Database } from '../../agent/store/db.ts';
 import { migrate } from '../../agent/store/migrations.ts';
 import { ChannelAllocator, type PooledChannel } from '../../agent/trunks/channel-allocator.ts';
 import { ManualClock } from '../../agent/trunks/clock.ts';
 import { ALL_TENANTS, UsageRecorder } from '../../agent/trunks/usage-stats.ts';
 import { loadHourlyUsage, usageByHourOfDay, UsagePersister } from '../../agent/trunks/usage-store.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'bl-trunk-usage-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 const HOUR = 3_600_000;
 const DAY0 = Date.UTC(2026, 10, 2); // a Monday, 00:00 UTC
@@ -18,7 +21,7 @@ function pri(count: number): PooledChannel[] {
 }
 
 async function storeFile(): Promise<{ db: Database; file: string }> {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'bl-trunk-usage-')), 'store.sqlite');
+  const file = path.join(mkdtempSync(path.join(dir, 'store-')), 'store.sqlite');
   const db = await Database.open(file);
   await migrate(db);
   return { db, file };
