@@ -43,14 +43,19 @@ export class JournalReporter {
   }
 
   start(): void {
-    void this.flush();
-    this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);
+    this.#flushInBackground();
+    this.#timer = setInterval(() => this.#flushInBackground(), this.#o.intervalMs);
     this.#timer.unref();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
-    await this.#running;
+    await this.#running?.catch(() => undefined);
+  }
+
+  /** On the timer: a failure (disk full, journal unreadable) is logged and the next round tries again. */
+  #flushInBackground(): void {
+    this.flush().catch((err: unknown) => this.#o.logger.warn({ event: 'firmware.report_failed', err }, 'could not report the update journal; retrying later'));
   }
 
   #position(): Position {

@@ -149,7 +149,8 @@ export class UpdateJobs {
         if (err instanceof HookFailure) throw new UpdateJobError(err.code, `${err.hook}: ${err.outcome.detail}`, { cause: err });
         throw new UpdateJobError('EUPDATE', (err as Error).message, { cause: err });
       } finally {
-        await this.#reporter?.flush();
+        // The install's outcome stands even if its report must wait for the next round.
+        await this.#reporter?.flush().catch((err: unknown) => logger.warn({ event: 'firmware.report_failed', err }, 'could not report the update journal; retrying later'));
       }
       const hooks = new Journal(tree.journalFile).entries().filter((e) => e.update_id === result.updateId);
       const restarting = result.status === 'selected' && config.firmware.restart_after_update;

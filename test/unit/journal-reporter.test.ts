@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { after, test } from 'node:test';
 import { createLogger } from '../../agent/log/logger.ts';
 import type { NewOutboxMessage } from '../../agent/sync/outbox.ts';
@@ -37,4 +38,20 @@ test('whole lines once, in order; a partial line waits; a restart resumes; ids a
   const resent: NewOutboxMessage[] = [];
   assert.equal(await reporter(journal, resent).flush(), 4);
   assert.deepEqual(resent.map((m) => m.id), sent.map((m) => m.id));
+});
+
+test('a position that cannot be saved is logged and retried, never an unhandled failure', async () => {
+  const journal = path.join(dir, 'journal-2.jsonl');
+  writeFileSync(journal, `${JSON.stringify({ hook: 'commit', status: 'ok' })}\n`);
+  const blocked = path.join(dir, 'not-a-dir');
+  writeFileSync(blocked, 'a file where the state folder should be');
+  const lines: string[] = [];
+  const out = new PassThrough();
+  out.on('data', (b: Buffer) => lines.push(b.toString()));
+  const sent: NewOutboxMessage[] = [];
+  const r = new JournalReporter({ journalFile: journal, stateDir: blocked, enqueue: async (m) => void sent.push(m), intervalMs: 60_000, logger: createLogger('warn', out) });
+  r.start();
+  await r.stop();
+  assert.equal(sent.length, 1, 'the line was queued before the position failed');
+  assert.ok(lines.some((l) => (JSON.parse(l) as { event?: string }).event === 'firmware.report_failed'), lines.join(''));
 });
