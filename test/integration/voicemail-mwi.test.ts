@@ -16,6 +16,7 @@ import { Agent } from '../../agent/agent.ts';
 import { configFromData } from '../../agent/config/load.ts';
 import { PcmSource } from '../../agent/media/audio-source.ts';
 import { MediaEngine } from '../../agent/media/engine.ts';
+import { writeWavFile } from '../../agent/media/wav.ts';
 import { freeUdpTcpPort } from '../helpers/ports.ts';
 import { authorization, challengesOf, headerValuesOf, registerRequest } from '../helpers/sip-client.ts';
 import { logValues, runSipp, writeUsersFile } from '../helpers/sipp.ts';
@@ -205,75 +206,138 @@ test('SUBSCRIBEs the agent refuses, each with the response that says why', async
   assert.equal(site.agent.voicemail?.mwi?.subscriptionCount, 0);
 });
 
-test('subscription refresh and expiry: each refresh gets a NOTIFY; a subscription left to run out ends with terminated;reason=timeout', async (t) => {
-  const site = await startSite(t);
+/** A phone on a raw UDP socket: registers with digest auth, subscribes, answers NOTIFYs (unless held). */
+interface RawPhone {
+  port: number;
+  /** While true, NOTIFYs are not answered (the agent retransmits them). */
+  hold: boolean;
+  send(text: string): void;
+  next(what: string, match: (m: string) => boolean, timeoutMs?: number): Promise<string>;
+  answer(notify: string): void;
+  register(user: string, password: string): Promise<void>;
+  subscribe(user: string, cseq: number, expires: number, toTag?: string): void;
+  inbox: string[];
+}
+
+async function rawPhone(t: TestContext, site: Site): Promise<RawPhone> {
   const socket = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   t.after(() => socket.close());
   const port = socket.address().port;
-  const inbox: string[] = [];
   const waiters: Array<() => void> = [];
+  const send = (text: string): void => void socket.send(text, site.port, '127.0.0.1');
+  const phone: RawPhone = {
+    port,
+    hold: false,
+    inbox: [],
+    send,
+    answer(notify) {
+      const keep = ['Via', 'From', 'To', 'Call-ID', 'CSeq'].flatMap((h) => headerValuesOf(notify, h).map((v) => `${h}: ${v}${h === 'To' && !v.includes('tag=') ? ';tag=phone' : ''}`));
+      send(['SIP/2.0 200 OK', ...keep, 'Content-Length: 0', '', ''].join('\r\n'));
+    },
+    async next(what, match, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const i = phone.inbox.findIndex(match);
+        if (i >= 0) return phone.inbox.splice(i, 1)[0]!;
+        if (Date.now() > deadline) assert.fail(`no ${what}; got: ${phone.inbox.map((m) => m.split('\r\n')[0]).join(', ')}`);
+        await Promise.race([new Promise<void>((r) => waiters.push(r)), sleep(100)]);
+      }
+    },
+    async register(user, password) {
+      send(registerRequest({ domain: DOMAIN, localPort: port, user, callId: `reg-${port}`, cseq: 1 }));
+      const challenge = challengesOf(await phone.next('401', (m) => m.startsWith('SIP/2.0 401')))[0]!;
+      send(registerRequest({ domain: DOMAIN, localPort: port, user, callId: `reg-${port}`, cseq: 2, auth: authorization({ challenge, username: user, password, method: 'REGISTER', uri: `sip:${DOMAIN}` }) }));
+      await phone.next('200 to REGISTER', (m) => m.startsWith('SIP/2.0 200') && m.includes('REGISTER'));
+    },
+    subscribe(user, cseq, expires, toTag) {
+      send(
+        [
+          `SUBSCRIBE sip:${user}@${DOMAIN} SIP/2.0`,
+          `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bKs${cseq}${Date.now()};rport`,
+          'Max-Forwards: 70',
+          `From: <sip:${user}@${DOMAIN}>;tag=sub-from`,
+          `To: <sip:${user}@${DOMAIN}>${toTag ? `;tag=${toTag}` : ''}`,
+          `Call-ID: sub-${port}`,
+          `CSeq: ${cseq} SUBSCRIBE`,
+          `Contact: <sip:${user}@127.0.0.1:${port}>`,
+          'Event: message-summary',
+          `Expires: ${expires}`,
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n'),
+      );
+    },
+  };
   socket.on('message', (m) => {
     const text = m.toString();
-    // A phone answers every NOTIFY.
-    if (text.startsWith('NOTIFY ')) {
-      const keep = ['Via', 'From', 'To', 'Call-ID', 'CSeq'].flatMap((h) => headerValuesOf(text, h).map((v) => `${h}: ${v}${h === 'To' && !v.includes('tag=') ? ';tag=phone' : ''}`));
-      socket.send(['SIP/2.0 200 OK', ...keep, 'Content-Length: 0', '', ''].join('\r\n'), site.port, '127.0.0.1');
-    }
-    inbox.push(text);
+    if (text.startsWith('NOTIFY ') && !phone.hold) phone.answer(text);
+    phone.inbox.push(text);
     for (const w of waiters.splice(0)) w();
   });
-  const next = async (what: string, match: (m: string) => boolean, timeoutMs = 5000): Promise<string> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = inbox.findIndex(match);
-      if (i >= 0) return inbox.splice(i, 1)[0]!;
-      if (Date.now() > deadline) assert.fail(`no ${what}; got: ${inbox.map((m) => m.split('\r\n')[0]).join(', ')}`);
-      await Promise.race([new Promise<void>((r) => waiters.push(r)), sleep(100)]);
-    }
-  };
-  const send = (text: string): void => void socket.send(text, site.port, '127.0.0.1');
+  return phone;
+}
 
-  // Register (digest), as the phone's subscription must come from a registered phone.
-  send(registerRequest({ domain: DOMAIN, localPort: port, user: '1001', callId: 'reg-1', cseq: 1 }));
-  const challenge = challengesOf(await next('401', (m) => m.startsWith('SIP/2.0 401')))[0]!;
-  send(registerRequest({ domain: DOMAIN, localPort: port, user: '1001', callId: 'reg-1', cseq: 2, auth: authorization({ challenge, username: '1001', password: 'secret1', method: 'REGISTER', uri: `sip:${DOMAIN}` }) }));
-  await next('200 to REGISTER', (m) => m.startsWith('SIP/2.0 200') && m.includes('REGISTER'));
+const subscriptionState = (m: string): string => headerValuesOf(m, 'Subscription-State')[0] ?? '';
+const cseqOf = (m: string): number => Number((headerValuesOf(m, 'CSeq')[0] ?? '').split(' ')[0]);
 
-  const subscribe = (cseq: number, toTag?: string): string =>
-    [
-      `SUBSCRIBE sip:1001@${DOMAIN} SIP/2.0`,
-      `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bKs${cseq}${Date.now()};rport`,
-      'Max-Forwards: 70',
-      `From: <sip:1001@${DOMAIN}>;tag=sub-from`,
-      `To: <sip:1001@${DOMAIN}>${toTag ? `;tag=${toTag}` : ''}`,
-      'Call-ID: sub-1',
-      `CSeq: ${cseq} SUBSCRIBE`,
-      `Contact: <sip:1001@127.0.0.1:${port}>`,
-      'Event: message-summary',
-      'Expires: 10',
-      'Content-Length: 0',
-      '',
-      '',
-    ].join('\r\n');
-  const inDialogNotify = (m: string): boolean => m.startsWith('NOTIFY ') && headerValuesOf(m, 'Call-ID')[0] === 'sub-1';
-  send(subscribe(1));
-  const ok = await next('200 to SUBSCRIBE', (m) => m.startsWith('SIP/2.0 200') && m.includes('SUBSCRIBE'));
+test('subscription refresh and expiry: each refresh gets a NOTIFY; a subscription left to run out ends with terminated;reason=timeout', async (t) => {
+  const site = await startSite(t);
+  const phone = await rawPhone(t, site);
+  // The subscription must come from a registered phone.
+  await phone.register('1001', 'secret1');
+  const inDialog = (m: string): boolean => m.startsWith('NOTIFY ') && headerValuesOf(m, 'Call-ID')[0] === `sub-${phone.port}`;
+
+  phone.subscribe('1001', 1, 10);
+  const ok = await phone.next('200 to SUBSCRIBE', (m) => m.startsWith('SIP/2.0 200') && m.includes('SUBSCRIBE'));
   assert.equal(headerValuesOf(ok, 'Expires')[0], '10');
   const toTag = /tag=([^;>\s]+)/.exec(headerValuesOf(ok, 'To')[0] ?? '')?.[1];
   assert.ok(toTag);
-  assert.match(headerValuesOf(await next('first NOTIFY', inDialogNotify), 'Subscription-State')[0] ?? '', /^active;expires=(9|10)$/);
+  assert.match(subscriptionState(await phone.next('first NOTIFY', inDialog)), /^active;expires=(9|10)$/);
 
-  send(subscribe(2, toTag));
-  await next('200 to the refresh', (m) => m.startsWith('SIP/2.0 200') && m.includes('2 SUBSCRIBE'));
-  const refreshed = await next('NOTIFY after the refresh', inDialogNotify);
-  assert.match(headerValuesOf(refreshed, 'Subscription-State')[0] ?? '', /^active;expires=(9|10)$/);
+  phone.subscribe('1001', 2, 10, toTag);
+  await phone.next('200 to the refresh', (m) => m.startsWith('SIP/2.0 200') && m.includes('2 SUBSCRIBE'));
+  const refreshed = await phone.next('NOTIFY after the refresh', inDialog);
+  assert.match(subscriptionState(refreshed), /^active;expires=(9|10)$/);
   assert.match(refreshed, /Messages-Waiting: no\r\nMessage-Account: sip:1001@branchline\.test\r\nVoice-Message: 0\/0 \(0\/0\)\r\n/);
 
-  const last = await next('NOTIFY at expiry', inDialogNotify, 14_000);
-  assert.equal(headerValuesOf(last, 'Subscription-State')[0], 'terminated;reason=timeout');
+  const last = await phone.next('NOTIFY at expiry', inDialog, 14_000);
+  assert.equal(subscriptionState(last), 'terminated;reason=timeout');
   assert.equal(site.agent.voicemail?.mwi?.subscriptionCount, 0);
   // The dialog is over: a refresh now is for a subscription that does not exist.
-  send(subscribe(3, toTag));
-  await next('481', (m) => m.startsWith('SIP/2.0 481'));
+  phone.subscribe('1001', 3, 10, toTag);
+  await phone.next('481', (m) => m.startsWith('SIP/2.0 481'));
+});
+
+test('one NOTIFY in flight per subscription: changes while the phone has not answered coalesce into one NOTIFY with the latest counts', async (t) => {
+  const site = await startSite(t);
+  const vm = site.agent.voicemail!;
+  const phone = await rawPhone(t, site);
+  await phone.register('1001', 'secret1');
+  const inDialog = (m: string): boolean => m.startsWith('NOTIFY ') && headerValuesOf(m, 'Call-ID')[0] === `sub-${phone.port}`;
+  phone.subscribe('1001', 1, 120);
+  await phone.next('200 to SUBSCRIBE', (m) => m.startsWith('SIP/2.0 200') && m.includes('SUBSCRIBE'));
+  const first = await phone.next('first NOTIFY', inDialog);
+
+  // Three messages arrive while the phone sits on the next NOTIFY.
+  phone.hold = true;
+  for (let i = 0; i < 3; i++) {
+    const pending = await vm.store.beginDeposit({ mailbox: '1001', caller: '2000', reason: 'no-answer' });
+    const written = await writeWavFile(pending.file, new Int16Array(8000).fill(900), { encoding: 'ulaw' });
+    await vm.store.commitDeposit(pending.id, written.durationMs);
+    site.agent.bus.emit('voicemail.counts', { mailbox: '1001', ...(await vm.store.counts('1001')) });
+  }
+  const held = await phone.next('NOTIFY after the first change', inDialog);
+  await sleep(1500); // the agent retransmits it; it sends no other NOTIFY meanwhile
+  const during = [held, ...phone.inbox.filter(inDialog)];
+  assert.deepEqual([...new Set(during.map(cseqOf))], [cseqOf(held)], 'no second NOTIFY before the first is answered');
+  phone.inbox.splice(0);
+  phone.hold = false;
+  phone.answer(held);
+  const latest = await phone.next('the coalesced NOTIFY', (m) => inDialog(m) && cseqOf(m) > cseqOf(held));
+  assert.match(latest, /Voice-Message: 3\/0 \(0\/0\)/);
+  await sleep(1000);
+  assert.deepEqual(phone.inbox.filter((m) => inDialog(m) && cseqOf(m) > cseqOf(latest)), [], 'and nothing after it');
+  assert.ok(cseqOf(first) < cseqOf(held));
 });

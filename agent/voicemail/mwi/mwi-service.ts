@@ -58,6 +58,8 @@ function sameFlow(a: Endpoint, b: Endpoint): boolean {
 export class MwiService {
   readonly #deps: MwiDeps;
   readonly #subs = new Map<string, Subscription>();
+  /** In-dialog NOTIFYs in flight, by dialog id (#notify). */
+  readonly #sending = new Map<string, { again: boolean; state: string | undefined; done: Promise<void> }>();
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: Array<() => void> = [];
   #sent = 0;
@@ -153,13 +155,13 @@ export class MwiService {
     const sub: Subscription = { mailbox, dialog, expiresAt: Date.now() + expires * 1000 };
     if (expires === 0) {
       // A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then the subscription ends.
-      await this.#notifyInDialog(sub, 'terminated;reason=timeout');
+      await this.#notify(sub, 'terminated;reason=timeout');
       return;
     }
     this.#subs.set(dialog.id, sub);
     this.#deps.logger.info({ event: 'mwi.subscribed', mailbox, expires, source: formatHostPort(incoming.source.address, incoming.source.port) }, 'MWI subscription');
     await this.#deps.subscriptions.save(sub);
-    await this.#notifyInDialog(sub);
+    await this.#notify(sub);
   }
 
   async #refresh(incoming: IncomingRequest, id: string, expires: number): Promise<void> {
@@ -180,13 +182,13 @@ export class MwiService {
     if (expires === 0) {
       this.#subs.delete(id);
       await this.#deps.subscriptions.remove(id);
-      await this.#notifyInDialog(sub, 'terminated');
+      await this.#notify(sub, 'terminated');
       sub.dialog.terminate();
       return;
     }
     sub.expiresAt = Date.now() + expires * 1000;
     await this.#deps.subscriptions.save(sub);
-    await this.#notifyInDialog(sub);
+    await this.#notify(sub);
   }
 
   #mailboxOf(req: SipRequest): string | undefined {
@@ -219,7 +221,7 @@ export class MwiService {
     const subs = [...this.#subs.values()].filter((s) => s.mailbox === mailbox);
     const unsolicited = this.#deps.settings.unsolicited ? this.#deps.bindings(mailbox) : [];
     // Every phone of the mailbox at once: one that does not answer must not hold up the others.
-    await Promise.all([...subs.map((s) => this.#notifyInDialog(s)), ...unsolicited.map((b) => this.#notifyUnsolicitedIfUnsubscribed(mailbox, b))]);
+    await Promise.all([...subs.map((s) => this.#notify(s)), ...unsolicited.map((b) => this.#notifyUnsolicitedIfUnsubscribed(mailbox, b))]);
   }
 
   async #onRegistration(extension: string, contact: string): Promise<void> {
@@ -229,7 +231,7 @@ export class MwiService {
     const flow = endpointOfSource(binding.source);
     const subs = [...this.#subs.values()].filter((s) => s.mailbox === extension && flow !== undefined && s.dialog.flow !== undefined && sameFlow(s.dialog.flow, flow));
     if (subs.length > 0) {
-      await Promise.all(subs.map((s) => this.#notifyInDialog(s)));
+      await Promise.all(subs.map((s) => this.#notify(s)));
       return;
     }
     if (this.#deps.settings.unsolicited) await this.#notifyUnsolicited(extension, binding);
@@ -246,7 +248,40 @@ export class MwiService {
     return `sip:${mailbox}@${this.#deps.domain}`;
   }
 
+  /**
+   * One NOTIFY at a time per subscription (RFC 6665 §4.2.2: not before the previous
+   * one has its final response or timed out), so the phone never sees an older count
+   * after a newer one. Changes meanwhile coalesce into one more NOTIFY, with the counts
+   * read when it is sent; a Subscription-State asked for (terminated) is kept.
+   */
+  #notify(sub: Subscription, state?: string): Promise<void> {
+    const id = sub.dialog.id;
+    const queued = this.#sending.get(id);
+    if (queued !== undefined) {
+      queued.again = true;
+      if (state !== undefined) queued.state = state;
+      return queued.done;
+    }
+    const entry: { again: boolean; state: string | undefined; done: Promise<void> } = { again: false, state, done: Promise.resolve() };
+    this.#sending.set(id, entry);
+    entry.done = (async () => {
+      try {
+        do {
+          entry.again = false;
+          const next = entry.state;
+          entry.state = undefined;
+          await this.#notifyInDialog(sub, next);
+        } while (entry.again);
+      } finally {
+        this.#sending.delete(id);
+      }
+    })();
+    return entry.done;
+  }
+
   async #notifyInDialog(sub: Subscription, state?: string): Promise<void> {
+    // A change that queued behind the final NOTIFY of a subscription that has ended.
+    if (state === undefined && !this.#subs.has(sub.dialog.id)) return;
     const counts = await this.#deps.counts(sub.mailbox);
     const remaining = Math.max(0, Math.round((sub.expiresAt - Date.now()) / 1000));
     let req: SipRequest;
@@ -317,7 +352,7 @@ export class MwiService {
       if (sub.expiresAt > now) continue;
       this.#subs.delete(sub.dialog.id);
       // RFC 6665 §4.2.2: a subscription that ran out ends with a final NOTIFY.
-      void this.#notifyInDialog(sub, 'terminated;reason=timeout').then(() => {
+      void this.#notify(sub, 'terminated;reason=timeout').then(() => {
         sub.dialog.terminate();
         return this.#deps.subscriptions.remove(sub.dialog.id);
       });
