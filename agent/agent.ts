@@ -226,7 +226,7 @@ export class Agent {
         await trunks.start();
         this.#trunks = trunks;
         // Inbound DIDs ring phones; the dial plan's outside numbers go out on the lines.
-        if (this.#calls !== undefined && this.#media !== undefined) registerLineCalls(this.#calls, trunks.service, this.#media, logger.child({ subsystem: 'calls' }));
+        if (this.#calls !== undefined && this.#media !== undefined) registerLineCalls(this.#calls, trunks.service, this.#media, logger.child({ subsystem: 'calls' }), this.#voicemail);
       } catch (err) {
         logger.error({ event: 'trunks.failed', err }, `trunks failed to start: ${(err as Error).message}`);
         await trunks.stop().catch(() => undefined);

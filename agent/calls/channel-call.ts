@@ -38,10 +38,18 @@ export interface LineCall {
   release(cause?: number): Promise<void>;
 }
 
+/** What a line call needs of voicemail (agent/voicemail/voicemail.ts). */
+export interface LineVoicemail {
+  mailboxConfig(mailbox: string): unknown;
+  deposit(session: RtpSession, request: { mailbox: string; reason: 'busy' | 'no-answer' | 'unavailable' | 'direct'; caller: { number: string; name?: string } }): Promise<unknown>;
+}
+
 export interface ChannelCallDeps extends Omit<DialerDeps, 'log'> {
   dialPlan: DialPlan;
   routingState: RoutingState;
   media: MediaEngine;
+  /** Without it, a voicemail target counts as unavailable. */
+  voicemail?: LineVoicemail;
 }
 
 /** "pstn/1/30": the card and channel, as records and logs name a channel leg. */
@@ -78,6 +86,8 @@ export class InboundChannelCall implements AdoptedCall {
   readonly #lineGone = new AbortController();
   #lineReleased = false;
   #rtp: RtpSession | undefined;
+  /** The application's side of a line call answered by voicemail. */
+  #appSession: RtpSession | undefined;
   #origin = new SdpOrigin();
   #bridge: ChannelMedia | undefined;
   #phone: AnsweredPhone | undefined;
@@ -216,9 +226,12 @@ export class InboundChannelCall implements AdoptedCall {
       } else if (target.kind === 'ring') {
         outcome = await this.#ring(target.extensions, target.ringTimeoutSec);
         tried = outcome === 'answered' || outcome === 'gone' ? tried : outcome;
+      } else if (target.kind === 'voicemail' && this.#deps.voicemail?.mailboxConfig(target.mailbox) !== undefined) {
+        await this.#depositVoicemail(this.#deps.voicemail, target.mailbox, target.reason);
+        return;
       } else {
-        // Voicemail, feature codes and a forward out to the PSTN are carried out for
-        // calls from phones; a line caller is told the target is unavailable.
+        // Feature codes, voicemail retrieval and a forward out to the PSTN are carried
+        // out for calls from phones; a line caller is told the target is unavailable.
         this.log.info({ target: target.kind }, 'this target is not carried out for line calls; treated as unavailable');
         outcome = 'unavailable';
       }
@@ -322,6 +335,54 @@ export class InboundChannelCall implements AdoptedCall {
     return 'answered';
   }
 
+  /**
+   * Voicemail answers: the line is answered and bridged to an RTP session of the
+   * agent that sends to a second one on loopback, which voicemail drives exactly as
+   * it drives a phone's (prompts, recording, RFC 4733 digits from the line's keys).
+   */
+  async #depositVoicemail(voicemail: LineVoicemail, mailbox: string, reason: 'busy' | 'no-answer' | 'unavailable' | 'direct'): Promise<void> {
+    const media = this.#deps.media;
+    const lineSide = await this.#session();
+    const appSide = await media.createSession({ logger: this.log });
+    this.#appSession = appSide;
+    const loopback = media.config.bindAddress === '0.0.0.0' || media.config.bindAddress === '::' ? '127.0.0.1' : media.config.bindAddress;
+    for (const [from, to] of [
+      [lineSide, appSide],
+      [appSide, lineSide],
+    ] as const) {
+      from.setCodec(this.#law, 101);
+      from.setRemote({ address: loopback, port: to.localPort });
+    }
+    if (this.#lineReleased || this.call.state === 'ended') {
+      await this.#finish('cancelled', 'Caller hung up', 487);
+      return;
+    }
+    try {
+      await this.#line.answer();
+    } catch (err) {
+      this.log.info({ err: (err as Error).message }, 'the line call ended before voicemail answered');
+      await this.#finish('cancelled', 'Caller hung up', 487);
+      return;
+    }
+    this.#bridge = new ChannelMedia({ card: this.#line.card, channel: this.#line.channel, law: this.#law, session: lineSide, log: this.log });
+    this.#bridge.start();
+    const app = this.call.addLeg({ kind: 'application', direction: 'outbound', party: `voicemail ${mailbox}` });
+    this.call.legAnswered(this.#aInfo.id);
+    this.call.legAnswered(app.id);
+    this.call.answeredBy = `voicemail ${mailbox}`;
+    this.call.setMode('application');
+    this.call.transition('answered', `answered by voicemail ${mailbox}`);
+    this.log.info({ event: 'call.answered', by: `voicemail ${mailbox}`, reason }, `voicemail ${mailbox} answered the line call`);
+    const caller = this.#request.caller;
+    try {
+      await voicemail.deposit(appSide, { mailbox, reason, caller: { number: caller.number, ...(caller.name !== undefined ? { name: caller.name } : {}) } });
+    } catch (err) {
+      this.log.error({ err }, `voicemail deposit failed: ${(err as Error).message}`);
+    }
+    this.call.legEnded(app.id, undefined, 'system');
+    await this.hangup('system', 'voicemail deposit done');
+  }
+
   // --- in the dialog -----------------------------------------------------------------
 
   /** Hold, resume, codec change from the phone: answered by the agent's session; the line notices nothing. */
@@ -414,6 +475,7 @@ export class InboundChannelCall implements AdoptedCall {
     await Promise.all([
       release.catch((err: unknown) => this.log.warn({ err }, 'could not release the line')),
       this.#rtp?.stop().catch((err: unknown) => this.log.warn({ err }, 'media did not stop cleanly')),
+      this.#appSession?.stop().catch((err: unknown) => this.log.warn({ err }, 'media did not stop cleanly')),
     ]);
   }
 }

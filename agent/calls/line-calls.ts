@@ -8,17 +8,18 @@ import type { Logger } from 'pino';
 import type { MediaEngine } from '../media/index.ts';
 import type { InboundTrunkCall, TrunkService } from '../trunks/trunk-service.ts';
 import type { CallCore } from './call-core.ts';
-import { channelName, InboundChannelCall } from './channel-call.ts';
+import { channelName, InboundChannelCall, type LineVoicemail } from './channel-call.ts';
 import { externalTargetHandler } from './trunk-target.ts';
 
 /** Q.850 causes for a line call the core cannot take: 42 congestion at the call limit, 41 while stopping. */
 const CAUSE_OVERLOADED = 42;
 const CAUSE_STOPPED = 41;
 
-export function registerLineCalls(core: CallCore, trunks: TrunkService, media: MediaEngine, logger: Logger): void {
+/** `voicemail`: takes messages for line calls that end up in a mailbox (a DID, a no-answer fallback). */
+export function registerLineCalls(core: CallCore, trunks: TrunkService, media: MediaEngine, logger: Logger, voicemail?: LineVoicemail): void {
   core.setTargetHandler('external', externalTargetHandler({ trunks, media }));
   const placement = core.placement;
-  const deps = { ...placement, routingState: core.routingState, media };
+  const deps = { ...placement, routingState: core.routingState, media, ...(voicemail !== undefined ? { voicemail } : {}) };
   trunks.onInbound((line: InboundTrunkCall) => {
     const caller = line.callerId.number ?? 'anonymous';
     const adopted = core.adopt(

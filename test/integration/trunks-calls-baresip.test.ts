@@ -131,7 +131,8 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
     const { extensions, state_dir: _stateDir, site: _site, ...rest } = sample;
     assert.deepEqual(sample['dids'], [{ number: '5550100', extension: '1001' }], 'the sample routes DID 5550100 to 1001');
     agent = await startAgent({
-      extensions,
+      // 1003: a phone never registered here, without a mailbox.
+      extensions: [...extensions, { number: '1003', password: 'carol-1003-secret' }],
       domain: String(sample.sip['domain']),
       udpPort: port,
       tcpPort: port,
@@ -140,8 +141,8 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
         sip: { ...sample.sip, udp: `127.0.0.1:${port}`, tcp: `127.0.0.1:${port}` },
         media: { ...(rest['media'] as Record<string, unknown> | undefined), bind_address: '127.0.0.1' },
         // The sample's card on a free control port, with one outside subscriber that answers with a 1 kHz tone.
-        // One more DID, to 1002 whose phone is not registered here.
-        dids: [...(sample['dids'] as unknown[]), { number: '5550102', extension: '1002' }],
+        // More DIDs: to 1002 (not registered here; the sample gives it a mailbox) and 1003.
+        dids: [...(sample['dids'] as unknown[]), { number: '5550102', extension: '1002' }, { number: '5550103', extension: '1003' }],
         linecards: [{ ...sample.linecards[0], control, subscribers: [{ number: OUTSIDE, name: 'Outside', behaviour: 'answer', answer_after: 0.3, audio: 'tone' }] }],
       },
     });
@@ -289,22 +290,57 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
     );
   });
 
-  test('a DID whose phone is not registered: the line is released with cause 20 (subscriber absent)', async () => {
-    const { code, outcome } = await simCall(agent.configPath, ['--from', '2125550147', '--to', '5550102', '--talk', '1']);
+  test("a DID whose phone is not registered goes to the extension's voicemail: the PSTN caller leaves a message", async () => {
+    const seen = events.length;
+    const call = simCall(agent.configPath, ['--from', '2125550147', '--to', '5550102', '--audio', path.join(work, 'pstn-1000.ulaw'), '--talk', '5']);
+    // The caller skips the greeting with # (a line digit reaching voicemail as RFC 4733).
+    const deadline = Date.now() + 5000;
+    let answered: ControlEvent | undefined;
+    while ((answered = events.slice(seen).find((e) => e.event === 'call.answered')) === undefined) {
+      assert.ok(Date.now() < deadline, 'voicemail answered the PSTN call');
+      await sleep(20);
+    }
+    await sleep(500);
+    await pstn.request({ op: 'digits', call: 'call' in answered ? answered.call : '', digits: '#' });
+    const { code, outcome } = await call;
+    assert.equal(code, 0, `answered by voicemail, audio both ways (greeting out, message in): ${JSON.stringify(outcome)}`);
+    const saved = await agent.waitForLog((l) => l['event'] === 'voicemail.deposited', 5000);
+    assert.ok(Number(saved['durationMs']) >= 2500, `a message of the PSTN caller's tone was kept: ${JSON.stringify(saved)}`);
+    const started = await agent.waitForLog((l) => l['event'] === 'call.started' && l['dialed'] === '5550102', 1000);
+    await agent.waitForLog((l) => l['event'] === 'call.ended' && l['call'] === started['call'], 5000);
+    await sleep(200);
+    const { call: row, legs } = lastCall(agent.stateDir);
+    assert.equal(row['answered_by'], 'voicemail 1002');
+    assert.deepEqual(
+      legs.map((l) => [l.leg, l.kind, l.direction]),
+      [
+        ['a', 'channel', 'inbound'],
+        ['b1', 'application', 'outbound'],
+      ],
+    );
+  });
+
+  test('a DID whose phone is not registered and has no mailbox: the line is released with cause 20 (subscriber absent)', async () => {
+    const { code, outcome } = await simCall(agent.configPath, ['--from', '2125550147', '--to', '5550103', '--talk', '1']);
     assert.equal(code, 1, 'sim call exits 1 for an unanswered call');
     assert.equal(outcome?.['answered'], false);
     assert.equal(outcome?.['cause'], 20);
   });
 
-  test('the phone declines a PSTN call: the line hears busy (cause 17)', async () => {
-    const incoming = count(phone, 'CALL_INCOMING');
-    const call = simCall(agent.configPath, ['--from', '2125550147', '--to', '5550100', '--talk', '1']);
-    await nextEvent(phone, 'CALL_INCOMING', incoming, 10_000);
-    await phone.command('hangup'); // baresip refuses a ringing call with 486 Busy Here
-    const { code, outcome } = await call;
-    assert.equal(code, 1);
-    assert.equal(outcome?.['answered'], false);
-    assert.equal(outcome?.['cause'], 17, `busy on the line: ${JSON.stringify(outcome)}`);
+  test('a phone without a mailbox declines a PSTN call: the line hears busy (cause 17)', async () => {
+    const carol = await startBaresip({ account: { user: '1003', password: 'carol-1003-secret', registrar: `127.0.0.1:${agent.udpPort}`, domain: agent.domain, regint: 600 } });
+    try {
+      await carol.waitForEvent((e) => e['type'] === 'REGISTER_OK', 5000);
+      const call = simCall(agent.configPath, ['--from', '2125550147', '--to', '5550103', '--talk', '1']);
+      await nextEvent(carol, 'CALL_INCOMING', 0, 10_000);
+      await carol.command('hangup'); // baresip refuses a ringing call with 486 Busy Here
+      const { code, outcome } = await call;
+      assert.equal(code, 1);
+      assert.equal(outcome?.['answered'], false);
+      assert.equal(outcome?.['cause'], 17, `busy on the line: ${JSON.stringify(outcome)}`);
+    } finally {
+      await carol.cleanup();
+    }
   });
 });
 
