@@ -4,7 +4,7 @@
 // configuration, relays commands to sites and answers branchctl's requests.
 import type { Logger } from 'pino';
 import { RemoteError, SyncError, errorBody } from '../agent/sync/errors.ts';
-import { MqttLink, type TlsFiles } from '../agent/sync/link.ts';
+import { brokerUrlForLogs, MqttLink, type TlsFiles } from '../agent/sync/link.ts';
 import {
   encode,
   filters,
@@ -134,7 +134,7 @@ export class Controller {
       topics.controllerState,
     ]);
     const up = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new SyncError('ETIMEOUT', `cannot reach the broker ${this.#o.broker} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => reject(new SyncError('ETIMEOUT', `cannot reach the broker ${brokerUrlForLogs(this.#o.broker)} within ${timeoutMs} ms`)), timeoutMs);
       link.onUp(() => {
         clearTimeout(timer);
         resolve();
@@ -146,7 +146,7 @@ export class Controller {
     });
     link.start();
     await up;
-    log.info({ event: 'controller.ready', id: this.id, broker: this.#o.broker, share: this.#o.shareGroup ?? null, store: this.store.kind }, 'controller ready');
+    log.info({ event: 'controller.ready', id: this.id, broker: brokerUrlForLogs(this.#o.broker), share: this.#o.shareGroup ?? null, store: this.store.kind }, 'controller ready');
   }
 
   async stop(): Promise<void> {

@@ -7,6 +7,19 @@ import type { Logger } from 'pino';
 import { SyncError } from './errors.ts';
 import { QOS } from './protocol.ts';
 
+/** A broker URL as logs and messages show it: a user:password written into it stays out. */
+export function brokerUrlForLogs(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
 export interface TlsFiles {
   ca?: string;
   cert?: string;
@@ -126,7 +139,7 @@ export class MqttLink {
           if (err) o.logger.error({ event: 'mqtt.subscribe_failed', err }, 'subscribe failed');
         });
       }
-      o.logger.info({ event: 'mqtt.connected', url: o.url, clientId: o.clientId }, 'MQTT link up');
+      o.logger.info({ event: 'mqtt.connected', url: brokerUrlForLogs(o.url), clientId: o.clientId }, 'MQTT link up');
       for (const l of [...this.#upListeners]) this.#safe(() => l());
     });
     client.on('close', () => {
@@ -135,7 +148,7 @@ export class MqttLink {
       if (!this.#up) return;
       this.#up = false;
       const reason = this.#lastError ?? 'connection closed';
-      o.logger.warn({ event: 'mqtt.disconnected', url: o.url, reason }, 'MQTT link down');
+      o.logger.warn({ event: 'mqtt.disconnected', url: brokerUrlForLogs(o.url), reason }, 'MQTT link down');
       for (const l of [...this.#downListeners]) this.#safe(() => l(reason));
     });
     client.on('error', (err) => {
@@ -171,7 +184,7 @@ export class MqttLink {
    */
   publish(topic: string, payload: Buffer, opts: PublishOptions = {}): Promise<void> {
     const client = this.#client;
-    if (!client || !this.#up) return Promise.reject(new SyncError('ENOTCONNECTED', `MQTT link to ${this.options.url} is down`));
+    if (!client || !this.#up) return Promise.reject(new SyncError('ENOTCONNECTED', `MQTT link to ${brokerUrlForLogs(this.options.url)} is down`));
     const publishOpts: mqtt.IClientPublishOptions = { qos: QOS, retain: opts.retain ?? false };
     if (this.options.protocolVersion === 5 && opts.properties) publishOpts.properties = opts.properties;
     return new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ import type { GroupCommitter, Statement } from '../store/group-commit.ts';
 import { CommandResponder, COMMAND_MEMORY_MS } from './commands.ts';
 import { Drainer } from './drainer.ts';
 import { EmbeddedBroker } from './embedded-broker.ts';
-import { MqttLink } from './link.ts';
+import { brokerUrlForLogs, MqttLink } from './link.ts';
 import { outboxStatements, SqliteOutbox, type NewOutboxMessage, type Outbox, type OutboxDepth } from './outbox.ts';
 import {
   encode,
@@ -171,13 +171,13 @@ export class SyncService {
     this.#registerCommands();
 
     link.onUp(() => {
-      bus.emit('sync.link', { state: 'up', url: this.#url });
+      bus.emit('sync.link', { state: 'up', url: brokerUrlForLogs(this.#url) });
       void this.#publishState(agentVersion);
       void this.#publishReported();
     });
     link.onDown((reason) => {
       this.#drainer?.pause();
-      bus.emit('sync.link', { state: 'down', url: this.#url, reason });
+      bus.emit('sync.link', { state: 'down', url: brokerUrlForLogs(this.#url), reason });
       this.#instances.clear();
       this.#setController('unknown');
     });
@@ -210,7 +210,7 @@ export class SyncService {
 
     link.start();
     const depth = await this.#outbox.depth();
-    log.info({ event: 'sync.started', site, url: this.#url, embedded: Boolean(this.#broker), boot: this.boot, configVersion: this.configVersion, outbox: depth }, 'sync started');
+    log.info({ event: 'sync.started', site, url: brokerUrlForLogs(this.#url), embedded: Boolean(this.#broker), boot: this.boot, configVersion: this.configVersion, outbox: depth }, 'sync started');
   }
 
   /** Queues one message in its own transaction and starts sending it if it can. */
