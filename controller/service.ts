@@ -316,8 +316,8 @@ export class Controller {
       case 'sites.list':
         return store.sites();
       case 'records.list': {
-        const limit = typeof args['limit'] === 'number' ? args['limit'] : undefined;
-        const afterSeq = typeof args['after_seq'] === 'number' ? args['after_seq'] : undefined;
+        const limit = wholeNumber(args, 'limit', 'records.list', 0);
+        const afterSeq = wholeNumber(args, 'after_seq', 'records.list', 0);
         return store.messages(site(), 'records', { ...(limit !== undefined ? { limit } : {}), ...(afterSeq !== undefined ? { afterSeq } : {}) });
       }
       case 'config.push':
@@ -378,4 +378,12 @@ export class Controller {
     }
     return res.data;
   }
+}
+
+/** An optional whole-number argument of at least `min` (SQLite takes a negative LIMIT as none at all). */
+function wholeNumber(args: Record<string, unknown>, key: string, request: string, min: number): number | undefined {
+  const v = args[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new SyncError('EBADARGS', `${request}: "${key}" must be a whole number of at least ${min}`);
+  return v;
 }

@@ -19,6 +19,7 @@ import { migrate } from '../../agent/store/migrations.ts';
 import { RemoteError } from '../../agent/sync/errors.ts';
 import { encode, topics, type Request } from '../../agent/sync/protocol.ts';
 import { SiteSync } from '../../agent/sync/site-sync.ts';
+import { ControllerClient } from '../../controller/client.ts';
 import { Controller } from '../../controller/service.ts';
 import { REPO_ROOT } from '../helpers/agent.ts';
 import { startMosquitto, type MosquittoHandle } from '../helpers/mosquitto.ts';
@@ -266,6 +267,15 @@ describe('site sync with the controller over Mosquitto', () => {
     assert.equal(records.code, 0, records.stderr);
     const rows = JSON.parse(records.stdout) as Array<{ seq: number; type: string; data: unknown; site: string }>;
     assert.deepEqual(rows.map((r) => [r.seq, r.type, r.data, r.site]), [0, 1, 2].map((i) => [i + 1, 'call.record', { call: `c${i}` }, 'site-a']));
+    // A negative limit would mean "no limit" to SQLite: refused with a code instead.
+    const client = new ControllerClient({ broker: broker.url, logger: createLogger('silent') });
+    await client.connect();
+    try {
+      await assert.rejects(client.request('records.list', { site: 'site-a', limit: -1 }), { code: 'EBADARGS' });
+      assert.equal((await client.request('records.list', { site: 'site-a', limit: 2, after_seq: 1 })).length, 2);
+    } finally {
+      await client.close();
+    }
 
     const human = await branchctl(['sites', '--broker', broker.url]);
     assert.match(human.stdout, /^SITE\s+STATE\s+CONFIG\s+DESIRED\s+RECORDS/m);
