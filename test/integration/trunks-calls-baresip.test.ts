@@ -27,6 +27,7 @@ import { freeUdpTcpPort } from '../helpers/ports.ts';
 
 const CLI = path.join(REPO_ROOT, 'agent', 'cli.ts');
 const OUTSIDE = '2125550199';
+const BUSY_OUTSIDE = '2125550188';
 
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -143,7 +144,16 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
         // The sample's card on a free control port, with one outside subscriber that answers with a 1 kHz tone.
         // More DIDs: to 1002 (not registered here; the sample gives it a mailbox) and 1003.
         dids: [...(sample['dids'] as unknown[]), { number: '5550102', extension: '1002' }, { number: '5550103', extension: '1003' }],
-        linecards: [{ ...sample.linecards[0], control, subscribers: [{ number: OUTSIDE, name: 'Outside', behaviour: 'answer', answer_after: 0.3, audio: 'tone' }] }],
+        linecards: [
+          {
+            ...sample.linecards[0],
+            control,
+            subscribers: [
+              { number: OUTSIDE, name: 'Outside', behaviour: 'answer', answer_after: 0.3, audio: 'tone' },
+              { number: BUSY_OUTSIDE, behaviour: 'busy' },
+            ],
+          },
+        ],
       },
     });
     await agent.waitForLog((l) => l['msg'] === 'trunks started', 10_000);
@@ -288,6 +298,28 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
         ['b1', 'channel', 'outbound', String(dialledEvent.channel)],
       ],
     );
+  });
+
+  test('outside numbers that are busy or do not exist: the phone gets 486 and 404', async () => {
+    const closed = count(phone, 'CALL_CLOSED');
+    await phone.command('dial', `sip:${BUSY_OUTSIDE}@${agent.domain}`);
+    const busy = await nextEvent(phone, 'CALL_CLOSED', closed, 10_000);
+    assert.match(String(busy['param']), /486/, `busy far end (cause 17): ${JSON.stringify(busy)}`);
+    await phone.command('dial', `sip:2125550177@${agent.domain}`);
+    const unknown = await nextEvent(phone, 'CALL_CLOSED', closed + 1, 10_000);
+    assert.match(String(unknown['param']), /404/, `unallocated number (cause 1): ${JSON.stringify(unknown)}`);
+  });
+
+  test('the PSTN caller hangs up while the phone rings: the phone stops ringing, the call is recorded as cancelled', async () => {
+    const incoming = count(phone, 'CALL_INCOMING');
+    const closed = count(phone, 'CALL_CLOSED');
+    const placed = await pstn.request<{ call: string }>({ op: 'call', from: '2125550147', to: '5550100' });
+    await nextEvent(phone, 'CALL_INCOMING', incoming, 10_000);
+    await pstn.request({ op: 'hangup', call: placed.call });
+    await nextEvent(phone, 'CALL_CLOSED', closed, 5000);
+    const started = agent.logs().filter((l) => l['event'] === 'call.started' && l['dialed'] === '5550100').pop();
+    const ended = await agent.waitForLog((l) => l['event'] === 'call.ended' && l['call'] === started?.['call'], 5000);
+    assert.equal(ended['disposition'], 'cancelled');
   });
 
   test("a DID whose phone is not registered goes to the extension's voicemail: the PSTN caller leaves a message", async () => {
