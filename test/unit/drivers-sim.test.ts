@@ -71,9 +71,10 @@ describe('sim signalling models', () => {
     };
     const pri = await timeDial('pri');
     const cas = await timeDial('cas');
-    // PRI: 30 ms × 0.1; CAS: (200 + 7 × 140) ms × 0.1 = 118 ms.
-    assert.ok(pri < 30, `PRI dial took ${pri} ms`);
+    // PRI: 30 ms × 0.1; CAS: (200 + 7 × 140) ms × 0.1 = 118 ms. A loaded machine only
+    // makes either slower, so CAS is held to its floor and PRI only to being quicker.
     assert.ok(cas >= 110, `CAS dial took ${cas} ms`);
+    assert.ok(pri < cas, `PRI dial took ${pri} ms, CAS ${cas} ms`);
   });
 
   it('stopping the card in the middle of a CAS dial fails the dial with ERELEASED instead of leaving it hanging', async () => {
@@ -125,8 +126,10 @@ describe('sim PSTN subscribers and congestion', () => {
         const answered = once(card, 'answer');
         await card.dial({ span: 1, channel: 1 }, { number: '5550003' });
         await answered;
-        await sleep(200);
-        assert.ok(frames >= 7, `received ${frames} tone frames in 200 ms`);
+        // 20 ms frames: wait for seven rather than count what came in a fixed time.
+        const deadline = Date.now() + 3000;
+        while (frames < 7 && Date.now() < deadline) await sleep(20);
+        assert.ok(frames >= 7, `received ${frames} tone frames in 3 s`);
         await card.release({ span: 1, channel: 1 });
       },
     );
