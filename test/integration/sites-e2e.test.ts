@@ -1,10 +1,6 @@
-// Three hosts in network namespaces this test creates: site A and site B (an agent
-// each, their phones on the namespace's own loopback) and "central" (Mosquitto and
-// `branchctl serve`), which also routes between the sites' WAN links:
-//
-//   blt-a  wa 198.18.1.2 ──── ca 198.18.1.1 ┐
-//                                           blt-c  (Mosquitto :1883, branchctl serve, ip_forward)
-//   blt-b  wb 198.18.2.2 ──── cb 198.18.2.1 ┘
+// Three hosts in network namespaces this test creates (test/helpers/three-sites.ts):
+// site A and site B (an agent each, their phones on the namespace's own loopback) and
+// "central" (Mosquitto and `branchctl serve`, routing between the sites' WAN links).
 //
 // What a user notices, in order: 1001 at A calls 2001 at B over SIP between the agents;
 // A's WAN link goes down; a call to 2001 placed at that moment connects through A's line
@@ -15,61 +11,17 @@
 // Namespaces need root (CAP_NET_ADMIN): without it the test fails and says so.
 // The kernel here has no netem qdisc, so loss is not simulated (docs/sync.md).
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { DatabaseSync } from 'node:sqlite';
-import { REPO_ROOT, startAgent, type AgentHandle, type ExtensionSpec, type LogLine } from '../helpers/agent.ts';
+import { REPO_ROOT, type AgentHandle } from '../helpers/agent.ts';
 import { stopProcess, track } from '../helpers/proc.ts';
 import { registerSippPhone, runCall } from '../helpers/sipp-calls.ts';
 import { waitFor } from '../helpers/site-sync.ts';
-
-const NS = { a: 'blt-a', b: 'blt-b', c: 'blt-c' } as const;
-const DOMAIN = 'branchline.test';
-const B_DID = '+15550202001';
-const BRANCHCTL = path.join(REPO_ROOT, 'controller', 'cli.ts');
-
-function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout)));
-  });
-}
-
-const ip = (...args: string[]): Promise<string> => run('ip', args);
-
-async function deleteNamespaces(): Promise<void> {
-  for (const ns of Object.values(NS)) await ip('netns', 'del', ns).catch(() => undefined);
-}
-
-async function createNamespaces(): Promise<void> {
-  await deleteNamespaces();
-  for (const ns of Object.values(NS)) {
-    await ip('netns', 'add', ns);
-    await ip('-n', ns, 'link', 'set', 'lo', 'up');
-  }
-  for (const [site, net] of [['a', 1], ['b', 2]] as const) {
-    const siteNs = NS[site];
-    // Created inside central, one end moved to the site: nothing is left in the root namespace.
-    await ip('-n', NS.c, 'link', 'add', `c${site}`, 'type', 'veth', 'peer', 'name', `w${site}`);
-    await ip('-n', NS.c, 'link', 'set', `w${site}`, 'netns', siteNs);
-    await ip('-n', NS.c, 'addr', 'add', `198.18.${net}.1/24`, 'dev', `c${site}`);
-    await ip('-n', siteNs, 'addr', 'add', `198.18.${net}.2/24`, 'dev', `w${site}`);
-    await ip('-n', NS.c, 'link', 'set', `c${site}`, 'up');
-    await ip('-n', siteNs, 'link', 'set', `w${site}`, 'up');
-    await ip('-n', siteNs, 'route', 'add', 'default', 'via', `198.18.${net}.1`);
-  }
-  await run('ip', ['netns', 'exec', NS.c, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-}
-
-function branchctl(args: string[]): Promise<string> {
-  return run('ip', ['netns', 'exec', NS.c, process.execPath, BRANCHCTL, ...args, '--broker', 'mqtt://127.0.0.1:1883']);
-}
-
-async function recordsAtController(site: string): Promise<Array<{ id: string }>> {
-  return JSON.parse(await branchctl(['records', '--site', site, '--limit', '100000', '--json'])) as Array<{ id: string }>;
-}
+import { B_DID, branchctl, createNamespaces, deleteNamespaces, DOMAIN, ip, logTime, NS, recordsAtController, run, startCentral, startSite as startSiteAgent } from '../helpers/three-sites.ts';
 
 function callsInStore(stateDir: string): string[] {
   const db = new DatabaseSync(path.join(stateDir, 'branchline.sqlite'), { readOnly: true });
@@ -186,68 +138,18 @@ process.stdout.write('ready\\n');`;
 }
 
 let work: string;
-let broker: ChildProcess | undefined;
-let controller: ChildProcess | undefined;
+let central: { stop(): Promise<void> } | undefined;
 let a: AgentHandle;
 let b: AgentHandle;
 const agents: AgentHandle[] = [];
 const phonePorts: Record<string, number> = {};
 
-function siteConfig(site: 'a' | 'b'): Record<string, unknown> {
-  const net = site === 'a' ? 1 : 2;
-  return {
-    site: { id: `site-${site}` },
-    sip: { udp: '0.0.0.0:5060', tcp: '0.0.0.0:5060', auth: { algorithms: ['MD5'] } },
-    media: { policy: 'direct', bind_address: '0.0.0.0' },
-    mqtt: { url: `mqtt://198.18.${net}.1:1883`, reconnect_period: 0.2, keepalive: 5 },
-    // One record in flight at a time: the drain after the outage lasts long enough to be killed in.
-    sync: { ack_timeout: 2, window: 1 },
-    // Fast detection: a probe round every 0.5 s; survivable after 1 s of trouble.
-    health: { telemetry_period: 3600, probe_interval: 0.5, probe_timeout: 0.4, enter_after: 1, return_after: 2 },
-    peers: { sip_address: `198.18.${net}.2:5060`, no_response_timeout: 0.4 },
-  };
-}
-
 async function startSite(site: 'a' | 'b', stateDir?: string): Promise<AgentHandle> {
-  const common = siteConfig(site);
-  const h =
-    site === 'a'
-      ? await startAgent({
-          netns: NS.a,
-          udpPort: 5060,
-          tcpPort: 5060,
-          domain: DOMAIN,
-          ...(stateDir ? { stateDir } : {}),
-          extensions: [
-            { number: '1001', password: 'pw-1001' },
-            { number: '1002', password: 'pw-1002' },
-          ],
-          extraConfig: {
-            ...common,
-            // The sim PSTN: 2001's DID answers (as B's line would) after 0.2 s.
-            linecards: [{ driver: 'sim', name: 'pstn', type: 'e1', control: '127.0.0.1:5099', subscribers: [{ number: B_DID, behaviour: 'answer', answer_after: 0.2, audio: 'silence' }] }],
-          },
-        })
-      : await startAgent({
-          netns: NS.b,
-          udpPort: 5060,
-          tcpPort: 5060,
-          domain: DOMAIN,
-          extensions: [
-            { number: '2001', password: 'pw-2001' },
-            // No DID: when B is unreachable, A takes the message and forwards it.
-            // ExtensionSpec has no voicemail key; the config takes it.
-            { number: '2002', password: 'pw-2002', voicemail: { pin: '2468' } } as ExtensionSpec,
-          ],
-          extraConfig: { ...common, dids: [{ number: B_DID, extension: '2001' }] },
-        });
+  const h = await startSiteAgent(site, stateDir);
   agents.push(h);
   return h;
 }
 
-function logTime(l: LogLine): number {
-  return typeof l['time'] === 'number' ? l['time'] : Date.parse(String(l['time']));
-}
 
 before(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'branchline-e2e-'));
@@ -256,11 +158,7 @@ before(async () => {
   } catch (err) {
     throw new Error(`network namespaces cannot be created here (root / CAP_NET_ADMIN needed): ${(err as Error).message}`);
   }
-  const conf = path.join(work, 'mosquitto.conf');
-  await writeFile(conf, 'listener 1883 0.0.0.0\nallow_anonymous true\nset_tcp_nodelay true\n');
-  broker = track(spawn('ip', ['netns', 'exec', NS.c, 'mosquitto', '-c', conf], { stdio: 'ignore' }));
-  await new Promise((r) => setTimeout(r, 300));
-  controller = track(spawn('ip', ['netns', 'exec', NS.c, process.execPath, BRANCHCTL, 'serve', '--broker', 'mqtt://127.0.0.1:1883', '--state', path.join(work, 'controller')], { stdio: 'ignore', cwd: REPO_ROOT }));
+  central = await startCentral(work);
   [a, b] = await Promise.all([startSite('a'), startSite('b')]);
   phonePorts['1001'] = await registerSippPhone('127.0.0.1:5060', DOMAIN, { user: '1001', password: 'pw-1001' }, 25061, NS.a);
   phonePorts['1002'] = await registerSippPhone('127.0.0.1:5060', DOMAIN, { user: '1002', password: 'pw-1002' }, 25062, NS.a);
@@ -271,8 +169,7 @@ before(async () => {
 
 after(async () => {
   for (const h of agents) await h.cleanup().catch(() => undefined);
-  if (controller) await stopProcess(controller).catch(() => undefined);
-  if (broker) await stopProcess(broker).catch(() => undefined);
+  await central?.stop();
   await deleteNamespaces();
   if (work) await rm(work, { recursive: true, force: true });
 });
