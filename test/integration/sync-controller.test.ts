@@ -23,6 +23,7 @@ import { ControllerClient } from '../../controller/client.ts';
 import { Controller } from '../../controller/service.ts';
 import { REPO_ROOT } from '../helpers/agent.ts';
 import { startMosquitto, type MosquittoHandle } from '../helpers/mosquitto.ts';
+import { waitFor } from '../helpers/site-sync.ts';
 
 const BRANCHCTL = path.join(REPO_ROOT, 'controller', 'cli.ts');
 
@@ -42,16 +43,6 @@ function capture(): { logger: Logger; lines: Array<Record<string, unknown>> } {
     },
   });
   return { logger: createLogger('debug', stream), lines };
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 interface Site {

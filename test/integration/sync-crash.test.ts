@@ -15,19 +15,10 @@ import { migrate } from '../../agent/store/migrations.ts';
 import { Controller } from '../../controller/service.ts';
 import { startAgent, type AgentHandle } from '../helpers/agent.ts';
 import { startMosquitto, type MosquittoHandle } from '../helpers/mosquitto.ts';
+import { waitFor } from '../helpers/site-sync.ts';
 
 const SITE = 'site-crash';
 const RECORDS = 6000;
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000, everyMs = 10): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** Queues call records in a stopped agent's store, as the call core will (one multi-row insert for speed). */
 async function seedOutbox(stateDir: string, count: number): Promise<void> {
@@ -102,18 +93,18 @@ function start(): Promise<AgentHandle> {
 test('kill -9 in the middle of draining loses nothing and duplicates nothing', async () => {
   await seedOutbox(stateDir, RECORDS);
   const first = await start();
-  await waitFor('part of the drain', async () => (await controller.store.count(SITE, 'records')) >= RECORDS / 6 || undefined);
+  await waitFor('part of the drain', async () => (await controller.store.count(SITE, 'records')) >= RECORDS / 6, 20_000, 10);
   first.kill();
-  await waitFor('the agent to die', () => !first.running());
+  await waitFor('the agent to die', () => !first.running(), 20_000);
   const atKill = await controller.store.count(SITE, 'records');
   assert.ok(atKill < RECORDS, `the drain should have been cut in the middle (had ${atKill})`);
 
   // The broker publishes the Last Will: retained, offline, from the dead boot.
   const firstBoot = states.find((s) => s.state === 'online')?.boot;
-  const will = await waitFor('the Last Will', () => states.find((s) => s.state === 'offline'));
+  const will = await waitFor('the Last Will', () => states.find((s) => s.state === 'offline'), 20_000);
   assert.equal(will.retain, true);
   assert.equal(will.boot, firstBoot);
-  await waitFor('the controller to record offline', async () => (await controller.store.sites()).find((s) => s.site === SITE)?.state === 'offline' || undefined);
+  await waitFor('the controller to record offline', async () => (await controller.store.sites()).find((s) => s.site === SITE)?.state === 'offline', 20_000);
 
   const second = await start();
   const drained = await waitFor('every record at the controller', async () => {

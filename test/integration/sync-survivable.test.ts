@@ -20,16 +20,7 @@ import { SiteSync } from '../../agent/sync/site-sync.ts';
 import { Controller } from '../../controller/service.ts';
 import { startMosquitto, type MosquittoHandle } from '../helpers/mosquitto.ts';
 import { freeUdpTcpPort } from '../helpers/ports.ts';
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { waitFor } from '../helpers/site-sync.ts';
 
 function capture(): { logger: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
