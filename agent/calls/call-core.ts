@@ -166,7 +166,7 @@ export class CallCore {
    * `build` makes it around a Call wired to the core's events. Refused when the core
    * is not running or at calls.max_concurrent.
    */
-  adopt(init: AdoptedCallInit, build: (call: Call, link: AdoptedCallLink, log: Logger) => AdoptedCall): AdoptedCall | 'stopped' | 'overloaded' {
+  adopt<T extends AdoptedCall>(init: AdoptedCallInit, build: (call: Call, link: AdoptedCallLink, log: Logger) => T): T | 'stopped' | 'overloaded' {
     if (!this.#running) return 'stopped';
     if (this.activeCalls >= this.#opts.maxConcurrent) {
       this.#log.warn({ event: 'call.overload', active: this.activeCalls, max: this.#opts.maxConcurrent, ...init.logContext }, 'call refused: concurrent call limit reached');
@@ -182,7 +182,7 @@ export class CallCore {
     });
     const log = this.#log.child({ call: call.id, ...init.logContext });
     const dialogs = new Set<string>();
-    let adopted: AdoptedCall | undefined;
+    let adopted: T | undefined;
     const link: AdoptedCallLink = {
       registerDialog: (id) => {
         if (adopted === undefined) return;

@@ -38,6 +38,6 @@ export function registerLineCalls(core: CallCore, trunks: TrunkService, media: M
       line.release(cause).catch((err: unknown) => logger.warn({ err }, 'could not release a refused line call'));
       return;
     }
-    void (adopted as InboundChannelCall).run();
+    void adopted.run();
   });
 }
