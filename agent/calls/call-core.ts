@@ -24,6 +24,9 @@ import { AnchoredMediaPath, DirectMediaPath, type MediaPath, type Side } from '.
 import type { DialPlan, RouteTarget, RoutingState } from './routing/types.ts';
 import { ALLOWED_METHODS, InboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
 
+/** Takes a dialog's request, or passes it on with `next` (an earlier interceptor, then the call). */
+export type DialogInterceptor = (incoming: IncomingRequest, next: (incoming: IncomingRequest) => void) => void;
+
 /**
  * A feature that takes part in every call (features/session-timer.ts,
  * features/reliable-provisionals.ts).
@@ -108,7 +111,7 @@ export class CallCore {
   readonly #handlers = new Map<string, InDialogHandler>();
   readonly #targets = new Map<RouteTarget['kind'], TargetHandler>();
   /** Dialogs a feature answers for instead of their call (a transfer's let-go referrer). */
-  readonly #intercepted = new Map<string, Array<(incoming: IncomingRequest) => void>>();
+  readonly #intercepted = new Map<string, DialogInterceptor[]>();
   readonly #features: CallFeature[] = [];
   readonly #pendingRecords = new Set<Promise<void>>();
   readonly #adopted = new Set<AdoptedCall>();
@@ -234,10 +237,11 @@ export class CallCore {
   }
 
   /**
-   * Routes one dialog's requests to `handler` instead of its call. Interceptions
-   * stack: the newest gets the requests; its undo gives them back to the one before.
+   * Routes one dialog's requests to `handler` before its call. Interceptions stack:
+   * the newest gets each request first and passes what it does not take to `next`
+   * (the one before it, and finally the call); its undo takes it out of the chain.
    */
-  interceptDialog(dialogId: string, handler: (incoming: IncomingRequest) => void): () => void {
+  interceptDialog(dialogId: string, handler: DialogInterceptor): () => void {
     const handlers = this.#intercepted.get(dialogId) ?? [];
     handlers.push(handler);
     this.#intercepted.set(dialogId, handlers);
@@ -286,11 +290,22 @@ export class CallCore {
   }
 
   #inDialog(dialogId: string, incoming: IncomingRequest): void {
-    const intercepted = this.#intercepted.get(dialogId)?.at(-1);
-    if (intercepted !== undefined) {
-      intercepted(incoming);
+    const chain = this.#intercepted.get(dialogId);
+    if (chain !== undefined && chain.length > 0) {
+      const through = [...chain];
+      const step = (i: number) => (req: IncomingRequest): void => {
+        const handler = through[i];
+        if (handler === undefined) this.#toCall(dialogId, req);
+        else handler(req, step(i - 1));
+      };
+      step(through.length - 1)(incoming);
       return;
     }
+    this.#toCall(dialogId, incoming);
+  }
+
+  /** An in-dialog request past any interception: to the call (or line call) holding the dialog. */
+  #toCall(dialogId: string, incoming: IncomingRequest): void {
     const adopted = this.#adoptedDialogs.get(dialogId);
     if (adopted !== undefined) {
       adopted.handleInDialog(incoming).catch((err: unknown) => {

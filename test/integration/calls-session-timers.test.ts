@@ -5,14 +5,15 @@
 // with the interval again (by the agent: the other phone never sees it); a phone
 // that stops refreshing is hung up with "Session expired" once the interval runs
 // out (60 s for the shortest interval: that test runs beside the others); a caller
-// that requires 100rel gets a reliable 180 it can PRACK.
+// that requires 100rel gets a reliable 180 it can PRACK, and the 200 waits for the
+// PRACK of a reliable 183 that carried SDP.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startAgent, type AgentHandle, type ExtensionSpec } from '../helpers/agent.ts';
 import { describeCall, registerSippPhone, runCall, type CallRunOptions, type CallRunResult } from '../helpers/sipp-calls.ts';
 import { logValues, SIPP_AGENT_CONFIG } from '../helpers/sipp.ts';
 
-const EXTENSIONS: ExtensionSpec[] = ['1001', '2401', '2402', '2403', '2404'].map((number) => ({ number, password: `secret-${number}` }));
+const EXTENSIONS: ExtensionSpec[] = ['1001', '2401', '2402', '2403', '2404', '2405'].map((number) => ({ number, password: `secret-${number}` }));
 const password = (n: string): string => `secret-${n}`;
 
 function assertClean(r: CallRunResult): void {
@@ -66,6 +67,13 @@ describe('session timers and reliable provisionals (RFC 4028, RFC 3262)', { conc
     const r = await call('2404', { callerScenario: 'uac-100rel', calleeScenario: 'call-uas', calleeArgs: ['-d', '1000'] });
     assertClean(r);
     assert.deepEqual(logValues(r.caller, 'reliable-180'), ['yes']);
+    assert.deepEqual(logValues(r.caller, 'prack'), ['200']);
+  });
+
+  test('the 200 waits for the PRACK of a reliable 183 with SDP, though the callee answered at once', async () => {
+    const r = await call('2405', { callerScenario: 'uac-100rel-early-media', calleeScenario: 'uas-early-media-answer' });
+    assertClean(r);
+    assert.deepEqual(logValues(r.caller, 'reliable-183'), ['yes']);
     assert.deepEqual(logValues(r.caller, 'prack'), ['200']);
   });
 });

@@ -3,21 +3,22 @@
 // carries Require: 100rel and an RSeq, is retransmitted from T1 doubling until the
 // caller's PRACK acknowledges it (at most 64*T1), and the PRACK gets its 200. Only
 // one reliable provisional is unacknowledged at a time (§3): a later one waits for
-// the PRACK and only the newest waiting one is sent. A caller that did not offer
-// 100rel gets plain provisionals, as before.
+// the PRACK and only the newest waiting one is sent. The 2xx waits for the PRACK of
+// a reliable provisional that carried SDP (§3). A caller that did not offer 100rel
+// gets plain provisionals, as before.
 //
 // PRACKs arrive in the early dialog, which the call core does not route before the
-// answer: the feature takes that dialog's requests until the call is answered, and
-// passes everything but PRACK on to the call.
+// answer: the feature intercepts that dialog for the whole call, takes the PRACKs
+// and passes everything else on.
 
 import type { Logger } from 'pino';
-import type { CallFeature } from '../call-core.ts';
+import type { CallFeature, DialogInterceptor } from '../call-core.ts';
 import type { CallSession } from '../call-session.ts';
 import type { IncomingRequest, ResponseExtras } from '../../sip/stack.ts';
 import { hasOptionTag } from './session-timer.ts';
 
 export interface ProvisionalCore {
-  interceptDialog(dialogId: string, handler: (incoming: IncomingRequest) => void): () => void;
+  interceptDialog(dialogId: string, handler: DialogInterceptor): () => void;
 }
 
 /** Parses RAck ("RSeq CSeq-number Method", RFC 3262 §7.2). */
@@ -30,10 +31,11 @@ export function parseRAck(value: unknown): { rseq: number; cseq: number; method:
 
 interface Outstanding {
   rseq: number;
-  status: number;
-  reason: string;
-  extras: ResponseExtras;
+  /** It carried SDP: the 2xx must wait for its PRACK (§3). */
+  hasSdp: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** Called when it is acknowledged or given up on. */
+  settled: Array<() => void>;
 }
 
 /** The reliable provisionals of one call's caller leg. */
@@ -44,6 +46,7 @@ class ReliableSender {
   #rseq: number;
   #outstanding: Outstanding | undefined;
   #waiting: { status: number; reason: string; extras: ResponseExtras } | undefined;
+  #finalSent = false;
   #undoIntercept: (() => void) | undefined;
 
   constructor(session: CallSession, t1: number, log: Logger) {
@@ -54,42 +57,75 @@ class ReliableSender {
     this.#rseq = 1 + Math.floor(Math.random() * 0x7ffffff0);
   }
 
-  /** Replaces the leg's provisional sender and takes the early dialog's requests. */
+  /**
+   * Replaces the leg's provisional sender, holds its 2xx back while a reliable
+   * provisional with SDP awaits its PRACK (§3), and takes the dialog's PRACKs.
+   */
   install(core: ProvisionalCore): void {
     const a = this.#session.a;
     a.provisionalSender = (status, reason, extras) => this.#send(status, reason, extras);
-    this.#undoIntercept = core.interceptDialog(a.dialog.id, (incoming) => this.#inDialog(incoming));
+    const answer = a.answer.bind(a);
+    a.answer = async (sdp: string) => {
+      await this.#sdpAcknowledged();
+      this.#finalSent = true;
+      this.#waiting = undefined;
+      return answer(sdp);
+    };
+    this.#undoIntercept = core.interceptDialog(a.dialog.id, (incoming, next) => {
+      if (incoming.request.method === 'PRACK') this.#prack(incoming);
+      else next(incoming);
+    });
   }
 
   stop(): void {
-    clearTimeout(this.#outstanding?.timer);
-    this.#outstanding = undefined;
+    this.#settle();
     this.#waiting = undefined;
     this.#undoIntercept?.();
   }
 
-  #ringing(): boolean {
-    const state = this.#session.call.state;
-    return state === 'routing' || state === 'ringing' || state === 'early';
+  /** Provisionals still go out: no final response yet, the call not over. */
+  #open(): boolean {
+    return !this.#finalSent && this.#session.call.state !== 'ended';
+  }
+
+  /** Resolves once no reliable provisional with SDP is unacknowledged. */
+  #sdpAcknowledged(): Promise<void> {
+    const out = this.#outstanding;
+    if (out === undefined || !out.hasSdp) return Promise.resolve();
+    return new Promise((resolve) => out.settled.push(resolve));
+  }
+
+  /** The outstanding provisional is done with (PRACKed, given up on, or the call ended). */
+  #settle(): void {
+    const out = this.#outstanding;
+    if (out === undefined) return;
+    clearTimeout(out.timer);
+    this.#outstanding = undefined;
+    for (const resolve of out.settled.splice(0)) resolve();
   }
 
   #send(status: number, reason: string, extras: ResponseExtras): void {
+    if (!this.#open()) return;
     if (this.#outstanding !== undefined) {
       this.#waiting = { status, reason, extras };
       return;
     }
     const rseq = this.#rseq++;
     const reliable: ResponseExtras = { ...extras, headers: { ...extras.headers, Require: '100rel', RSeq: String(rseq) } };
-    const out: Outstanding = { rseq, status, reason, extras: reliable, timer: undefined };
+    const out: Outstanding = { rseq, hasSdp: (extras.content ?? '') !== '', timer: undefined, settled: [] };
     this.#outstanding = out;
     const transmit = (interval: number, elapsed: number): void => {
-      if (this.#outstanding !== out || !this.#ringing()) return;
+      if (this.#outstanding !== out) return;
+      if (!this.#open()) {
+        this.#settle();
+        return;
+      }
       this.#session.a.incoming.respond(status, reason, reliable);
       if (elapsed + interval >= 64 * this.#t1) {
         out.timer = setTimeout(() => {
           if (this.#outstanding !== out) return;
           this.#log.info({ event: 'call.prack_missing', status, rseq }, 'caller never acknowledged a reliable provisional');
-          this.#outstanding = undefined;
+          this.#settle();
           this.#flush();
         }, interval);
         return;
@@ -102,17 +138,7 @@ class ReliableSender {
   #flush(): void {
     const next = this.#waiting;
     this.#waiting = undefined;
-    if (next !== undefined && this.#ringing()) this.#send(next.status, next.reason, next.extras);
-  }
-
-  #inDialog(incoming: IncomingRequest): void {
-    const req = incoming.request;
-    if (req.method !== 'PRACK') {
-      if (!this.#ringing()) this.#undoIntercept?.();
-      void this.#session.handleInDialog('a', incoming);
-      return;
-    }
-    this.#prack(incoming);
+    if (next !== undefined) this.#send(next.status, next.reason, next.extras);
   }
 
   /** RFC 3262 §3: a PRACK matching the outstanding RSeq, the INVITE's CSeq and method gets 200; anything else 481. */
@@ -130,9 +156,8 @@ class ReliableSender {
       incoming.respond(500, 'Server Internal Error', { headers: { 'Retry-After': '1' } });
       return;
     }
-    clearTimeout(out.timer);
-    this.#outstanding = undefined;
     incoming.respond(200, 'OK');
+    this.#settle();
     this.#flush();
   }
 }

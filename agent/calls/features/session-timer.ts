@@ -18,7 +18,7 @@
 // Callee legs are not timed: the agent does not offer timers to the phones it calls.
 
 import type { Logger } from 'pino';
-import type { CallFeature } from '../call-core.ts';
+import type { CallFeature, DialogInterceptor } from '../call-core.ts';
 import type { CallSession } from '../call-session.ts';
 import type { EventBus } from '../../events/bus.ts';
 import type { IncomingRequest, ResponseExtras } from '../../sip/stack.ts';
@@ -98,7 +98,7 @@ export function refreshDelayMs(seconds: number): number {
 
 /** What the feature needs from the core. */
 export interface TimerCore {
-  interceptDialog(dialogId: string, handler: (incoming: IncomingRequest) => void): () => void;
+  interceptDialog(dialogId: string, handler: DialogInterceptor): () => void;
 }
 
 function responseHeaders(n: Extract<Negotiation, { kind: 'timed' }>): Record<string, string> {
@@ -142,7 +142,7 @@ class TimedCall {
 
   arm(core: TimerCore): void {
     this.#dialogId = this.#session.a.dialog.id;
-    this.#undoIntercept = core.interceptDialog(this.#dialogId, (incoming) => this.#inDialog(incoming));
+    this.#undoIntercept = core.interceptDialog(this.#dialogId, (incoming, next) => this.#inDialog(incoming, next));
     this.#schedule();
     this.#log.info({ event: 'call.session_timer', seconds: this.#n.seconds, refresher: this.#n.refresher }, `session timer ${this.#n.seconds} s, refreshed by the ${this.#n.refresher === 'uac' ? 'caller' : 'agent'}`);
   }
@@ -200,11 +200,11 @@ class TimedCall {
     await this.#session.hangup('system', 'Session expired');
   }
 
-  /** The caller's requests in its dialog while the timer runs. */
-  #inDialog(incoming: IncomingRequest): void {
+  /** The caller's requests in its dialog while the timer runs; `next` takes the rest. */
+  #inDialog(incoming: IncomingRequest, next: (incoming: IncomingRequest) => void): void {
     const req = incoming.request;
     if (this.#stale() || (req.method !== 'INVITE' && req.method !== 'UPDATE')) {
-      void this.#session.handleInDialog('a', incoming);
+      next(incoming);
       return;
     }
     const n = negotiate(req, this.#settings);
@@ -230,7 +230,7 @@ class TimedCall {
     }
     // With SDP (or a re-INVITE): the call handles the offer; its 2xx says the interval too.
     this.#schedule();
-    void this.#session.handleInDialog('a', with2xxHeaders(incoming, headers));
+    next(with2xxHeaders(incoming, headers));
   }
 }
 

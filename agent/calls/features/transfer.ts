@@ -20,6 +20,7 @@
 // for the referrer's side (take-over.ts); the answer goes to the target in the ACK.
 
 import type { Logger } from 'pino';
+import type { DialogInterceptor } from '../call-core.ts';
 import type { CallSession, InDialogHandler } from '../call-session.ts';
 import type { Side } from '../media-path.ts';
 import type { DialPlan, RoutingState } from '../routing/types.ts';
@@ -36,8 +37,8 @@ import { dialTarget, type DialerDeps } from './target-dialer.ts';
 export interface TransferCore {
   /** The call and side holding a dialog, tags as this agent sees them. */
   findDialog(callId: string, localTag: string, remoteTag: string): { session: CallSession; side: Side } | undefined;
-  /** Routes the requests of one dialog to `handler` instead of its call; returns the undo. */
-  interceptDialog(dialogId: string, handler: (incoming: IncomingRequest) => void): () => void;
+  /** Routes the requests of one dialog to `handler` before its call; returns the undo. */
+  interceptDialog(dialogId: string, handler: DialogInterceptor): () => void;
 }
 
 export interface TransferDeps extends DialerDeps {
