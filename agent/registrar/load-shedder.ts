@@ -79,7 +79,8 @@ const UTILIZATION_WINDOWS = 4;
 const CALM_MS = 1000;
 /**
  * The share of new REGISTERs let through, adjusted every window: cut by a quarter
- * while overloaded, raised by a tenth of the whole when not. Shedding every new
+ * while overloaded, raised by a tenth of the whole when not (all at once when the
+ * loop was busy less than half the bound over the last second). Shedding every new
  * REGISTER until the signals clear would flap (the 503s themselves keep the loop
  * busy); this settles at what the agent can serve. Never below 5 %, so phones are
  * never all turned away.
@@ -183,7 +184,10 @@ export class LoadShedder {
     }
     this.#eluMark = now;
     const overloaded = this.#levelNow(this.#pendingWritesNow()) !== 'normal';
-    this.#admit = overloaded ? Math.max(ADMIT_MIN, this.#admit * ADMIT_CUT) : Math.min(1, this.#admit + ADMIT_RAISE);
+    // Busy under half the bound over the last second: plenty of room, let all in.
+    const quiet = this.#limits.max_utilization > 0 && this.#windows.length >= UTILIZATION_WINDOWS && this.#utilization < this.#limits.max_utilization / 2;
+    if (overloaded) this.#admit = Math.max(ADMIT_MIN, this.#admit * ADMIT_CUT);
+    else this.#admit = quiet ? 1 : Math.min(1, this.#admit + ADMIT_RAISE);
     this.#observe();
   }
 
