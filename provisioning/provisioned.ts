@@ -29,7 +29,19 @@ export function provisioningDir(stateDir: string): string {
 export function readProvisioned(stateDir: string): ProvisionedRecord | null {
   const file = path.join(provisioningDir(stateDir), PROVISIONED_FILE);
   if (!existsSync(file)) return null;
-  return JSON.parse(readFileSync(file, 'utf8')) as ProvisionedRecord;
+  // Written atomically by `branchline provision`; damaged or hand-edited, it must stop
+  // the start with its name, not with a parser's message or a TypeError later.
+  let record: unknown;
+  try {
+    record = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(file, [{ key: '', reason: `not readable as JSON (${(err as Error).message}); restore it or run \`branchline provision\` again` }]);
+  }
+  const grant = isObj(record) ? record['grant'] : undefined;
+  if (!isObj(record) || typeof record['site'] !== 'string' || !isObj(grant) || !isObj(grant['config']) || !isObj(grant['mqtt'])) {
+    throw new ConfigError(file, [{ key: 'grant', reason: 'a provisioned record holds "site", "grant.config" and "grant.mqtt"' }]);
+  }
+  return record as unknown as ProvisionedRecord;
 }
 
 export function writeProvisioned(stateDir: string, record: ProvisionedRecord): string {

@@ -9,6 +9,10 @@ import { writeSecretFile } from '../secure-file.ts';
 
 export const PHONE_CREDENTIALS_FILE = 'phones.json';
 
+export class PhoneCredentialsError extends Error {
+  readonly code = 'EPHONES';
+}
+
 export interface PhoneCredential {
   extension: string;
   password: string;
@@ -24,10 +28,25 @@ export function newPhonePassword(length = 20): string {
   return s;
 }
 
+/** The stored credentials. A damaged file is refused, never replaced: the phones hold those passwords. */
+function readStored(file: string): Record<string, PhoneCredential> {
+  if (!existsSync(file)) return {};
+  let stored: unknown;
+  try {
+    stored = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new PhoneCredentialsError(`${file} is not readable as JSON (${(err as Error).message}): restore it, or remove it to give every phone a new password`);
+  }
+  if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) {
+    throw new PhoneCredentialsError(`${file} does not hold the phones' credentials by MAC: restore it, or remove it to give every phone a new password`);
+  }
+  return stored as Record<string, PhoneCredential>;
+}
+
 /** Returns a credential for each MAC (key: normalized MAC), creating the missing ones. */
 export function ensurePhoneCredentials(dir: string, phones: ReadonlyArray<{ mac: string; extension: string }>): { credentials: Map<string, PhoneCredential>; created: string[] } {
   const file = path.join(dir, PHONE_CREDENTIALS_FILE);
-  const stored: Record<string, PhoneCredential> = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, PhoneCredential>) : {};
+  const stored = readStored(file);
   const created: string[] = [];
   const credentials = new Map<string, PhoneCredential>();
   for (const p of phones) {

@@ -1,7 +1,7 @@
 // The pieces of zero-touch and phone provisioning that need no network: the device
 // identity, sealing, claim signatures, the broker files, templates and time zones.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -9,7 +9,7 @@ import { mosquittoPasswordHash, renderAcl, renderPasswordFile } from '../../cont
 import { claimSignatureValid, signClaim, type ClaimRequest } from '../../provisioning/claim/protocol.ts';
 import { open, seal } from '../../provisioning/claim/sealed.ts';
 import { identityFile, loadOrCreateIdentity, serialOf } from '../../provisioning/identity.ts';
-import { overlayGrant, type ProvisionedRecord } from '../../provisioning/provisioned.ts';
+import { overlayGrant, PROVISIONED_FILE, provisioningDir, readProvisioned, type ProvisionedRecord } from '../../provisioning/provisioned.ts';
 import { ensurePhoneCredentials } from '../../provisioning/phones/credentials.ts';
 import { Template } from '../../provisioning/phones/templates.ts';
 import { offsetHours, standardOffsetMinutes } from '../../provisioning/phones/time-zone.ts';
@@ -121,6 +121,15 @@ describe('phone templates and credentials', () => {
     assert.equal(JSON.parse(readFileSync(path.join(d, 'phones.json'), 'utf8'))['bb'].extension, '203');
   });
 
+  test('a damaged credentials file is refused with its name and left as it is, not replaced', () => {
+    const d = path.join(dir, 'phones-damaged');
+    mkdirSync(d, { recursive: true });
+    const file = path.join(d, 'phones.json');
+    writeFileSync(file, '{"aa": {"extension": "201", "passw');
+    assert.throws(() => ensurePhoneCredentials(d, [{ mac: 'aa', extension: '201' }]), (err: Error & { code?: string }) => err.code === 'EPHONES' && err.message.includes(file));
+    assert.equal(readFileSync(file, 'utf8'), '{"aa": {"extension": "201", "passw');
+  });
+
   test('time zones become standard UTC offsets', () => {
     assert.equal(standardOffsetMinutes('UTC'), 0);
     assert.equal(standardOffsetMinutes('Europe/Berlin'), 60);
@@ -129,5 +138,18 @@ describe('phone templates and credentials', () => {
     assert.equal(offsetHours(standardOffsetMinutes('Asia/Kolkata')), '+5:30');
     assert.equal(offsetHours(-210), '-3:30');
     assert.throws(() => standardOffsetMinutes('Mars/Olympus'), /not a known time zone/);
+  });
+});
+
+describe('the provisioned record', () => {
+  test('damaged or incomplete, it is a config error naming the file', () => {
+    const stateDir = path.join(dir, 'provisioned-state');
+    const file = path.join(provisioningDir(stateDir), PROVISIONED_FILE);
+    mkdirSync(path.dirname(file), { recursive: true });
+    assert.equal(readProvisioned(path.join(dir, 'never-provisioned')), null);
+    for (const body of ['{"site": "site-a", "gra', '{"site": "site-a"}', '[]']) {
+      writeFileSync(file, body);
+      assert.throws(() => readProvisioned(stateDir), (err: Error & { code?: string }) => err.code === 'ECONFIG' && err.message.startsWith(file));
+    }
   });
 });
