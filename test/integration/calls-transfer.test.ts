@@ -81,7 +81,7 @@ for (const policy of ['direct', 'anchored'] as const) {
         caller: { user: '1001', password: password('1001') },
         callee: '2501',
         callerScenario: policy === 'direct' ? 'uac-transferred' : 'call-uac',
-        callerExtraArgs: ['-d', '4000'],
+        callerExtraArgs: ['-d', '6000'],
         callees: [],
         timeoutMs: 25_000,
       });
