@@ -300,6 +300,21 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
     );
   });
 
+  test('the phone hangs up a PSTN call first: the line is released with normal clearing', async () => {
+    const incoming = count(phone, 'CALL_INCOMING');
+    const established = count(phone, 'CALL_ESTABLISHED');
+    const call = simCall(agent.configPath, ['--from', '2125550147', '--to', '5550100', '--talk', '10']);
+    await nextEvent(phone, 'CALL_INCOMING', incoming, 10_000);
+    await phone.command('accept');
+    await nextEvent(phone, 'CALL_ESTABLISHED', established, 5000);
+    await sleep(1500);
+    await phone.command('hangup');
+    const { outcome } = await call;
+    assert.equal(outcome?.['answered'], true);
+    assert.equal(outcome?.['cause'], 16, `the line cleared normally: ${JSON.stringify(outcome)}`);
+    assert.ok(Number(outcome?.['seconds']) < 5, `the call ended when the phone hung up, not after --talk: ${JSON.stringify(outcome)}`);
+  });
+
   test('outside numbers that are busy or do not exist: the phone gets 486 and 404', async () => {
     const closed = count(phone, 'CALL_CLOSED');
     await phone.command('dial', `sip:${BUSY_OUTSIDE}@${agent.domain}`);
