@@ -148,7 +148,9 @@ export function lineCardContract(label: string, makeHarness: () => Promise<Contr
       if (h.capabilities.audio) {
         const stop = pump(h.card, call.channel);
         far.startAudio();
-        await sleep(600);
+        // Ten 20 ms frames each way, however long a loaded machine takes to carry them.
+        const deadline = Date.now() + 5000;
+        while ((received.length < 10 || far.audibleFramesReceived() < 10) && Date.now() < deadline) await sleep(20);
         stop();
         assert.ok(received.length >= 10, `card received ${received.length} frames`);
         assert.ok(received.every((f) => f.length === FRAME_BYTES));
