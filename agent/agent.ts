@@ -296,7 +296,7 @@ export class Agent {
       dialPlan: new ConfiguredDialPlan(config, featureState, peerRouting),
       peerSiteOf: (incoming) => {
         const claimed = incoming.request.headers[SITE_HEADER.toLowerCase()];
-        return peerTrust.siteOf(incoming.source.address, typeof claimed === 'string' ? claimed.trim() : undefined);
+        return peerTrust.siteOf(incoming.source, typeof claimed === 'string' ? claimed.trim() : undefined);
       },
       auth: new CallerAuthenticator({
         realm,

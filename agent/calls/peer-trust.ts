@@ -1,10 +1,11 @@
 // Which INVITEs come from a peer site's agent (docs/sync.md#calls-between-sites).
-// Trust is by source address: an INVITE is a peer's when it comes from the host a
-// known site published as its SIP address in the peers directory (which only that
-// site can publish, under the broker's per-site ACL), and, when
-// `peers.trusted_networks` is set, from inside one of those networks. The calling
-// agent names itself in `X-Branchline-Site`; when it does, the address must be that
-// site's. Why not digest with a shared secret: it would cost every inter-site call a
+// Trust is by source address: an INVITE is a peer's when it names a known site in
+// `X-Branchline-Site` (phones never send it: without it, an INVITE is a phone's and must
+// authenticate) and comes from the address that site published as its SIP address in
+// the peers directory (which only that site can publish, under the broker's per-site
+// ACL) — the host, and over UDP the port too (an agent sends from its listening
+// socket), so a phone on the same host as a peer agent is still a phone — and, when
+// `peers.trusted_networks` is set, from inside one of those networks. Why not digest with a shared secret: it would cost every inter-site call a
 // 407 round trip over the WAN and a secret to distribute and rotate per site pair,
 // while sites already reach each other over a private WAN/VPN whose addresses the
 // directory pins. What a peer's call may do is limited anyway: it reaches this site's
@@ -45,25 +46,30 @@ export class PeerTrust {
     this.#networks = options.trustedNetworks.length > 0 ? networksOf(options.trustedNetworks) : undefined;
   }
 
-  /** The peer site an INVITE from `address` comes from, or undefined when it is not a known peer's. */
-  siteOf(address: string, claimed: string | undefined): string | undefined {
-    const source = bareHost(address).toLowerCase();
-    const family = isIP(source);
+  /**
+   * The peer site an INVITE comes from, or undefined when it is not a known peer's:
+   * `claimed` is its X-Branchline-Site value, `source` where it came from.
+   */
+  siteOf(source: { transport: string; address: string; port: number }, claimed: string | undefined): string | undefined {
+    if (claimed === undefined || claimed === '' || claimed === this.#o.ownSite) return undefined;
+    const host = bareHost(source.address).toLowerCase();
+    const family = isIP(host);
     if (family === 0) return undefined;
-    if (this.#networks !== undefined && !this.#networks.check(source, family === 4 ? 'ipv4' : 'ipv6')) return undefined;
-    for (const p of this.#o.peers() ?? []) {
-      if (p.site === this.#o.ownSite) continue;
-      if (claimed !== undefined && p.site !== claimed) continue;
-      if (hostOf(p.sip_address) === source) return p.site;
-    }
-    return undefined;
+    if (this.#networks !== undefined && !this.#networks.check(host, family === 4 ? 'ipv4' : 'ipv6')) return undefined;
+    const peer = (this.#o.peers() ?? []).find((p) => p.site === claimed);
+    if (peer === undefined) return undefined;
+    const published = hostPortOf(peer.sip_address);
+    if (published.host !== host) return undefined;
+    if (source.transport === 'udp' && published.port !== undefined && published.port !== source.port) return undefined;
+    return peer.site;
   }
 }
 
-/** "198.18.0.2:5060" or "[2001:db8::1]:5060" → the bare host, lower case. */
-function hostOf(hostPort: string): string {
-  const m = /^\[([^\]]+)\](?::[0-9]+)?$/.exec(hostPort) ?? /^([^:]+)(?::[0-9]+)?$/.exec(hostPort);
-  return (m?.[1] ?? hostPort).toLowerCase();
+/** "198.18.0.2:5060" or "[2001:db8::1]:5060" → the bare host (lower case) and the port. */
+function hostPortOf(hostPort: string): { host: string; port?: number } {
+  const m = /^\[([^\]]+)\](?::([0-9]+))?$/.exec(hostPort) ?? /^([^:]+)(?::([0-9]+))?$/.exec(hostPort);
+  if (!m) return { host: hostPort.toLowerCase() };
+  return { host: (m[1] as string).toLowerCase(), ...(m[2] !== undefined ? { port: Number(m[2]) } : {}) };
 }
 
 /** Config check (load.ts): every peers.trusted_networks entry parses. */
