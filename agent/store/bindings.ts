@@ -66,11 +66,27 @@ export function deleteBinding(extension: string, contact: string): Statement {
   return { sql: 'DELETE FROM bindings WHERE extension = ? AND contact = ?', params: [extension, contact] };
 }
 
+/** The columns of BindingRow, in this order, as the JSON arrays of LOAD_ALL_SQL. */
+type BindingTuple = [string, string, string | null, string, number, number, number | null, string, string | null, string | null, number];
+
+// All rows as one JSON text: `sqlite3` builds a JavaScript object per row, which for
+// 10,000 bindings took 90-230 ms of a restart; SQLite's JSON and one JSON.parse take
+// 13-20 ms (docs/decisions/0010-registrar-memory-start-and-load-shedding.md). Sorted
+// here: an ORDER BY inside the aggregate makes SQLite pass each row as a string.
+const LOAD_ALL_SQL = `SELECT json_group_array(json_array(extension, contact, instance, call_id, cseq, expires_at, q, source, path, user_agent, registered_at)) AS rows
+  FROM bindings`;
+
 /** Bindings still valid at `now`; expired rows are left for the caller to remove. */
 export async function loadBindings(db: Database, now: number): Promise<{ live: Binding[]; expired: Binding[] }> {
-  const rows = await db.all<BindingRow>('SELECT * FROM bindings ORDER BY extension, registered_at');
+  const result = await db.get<{ rows: string | null }>(LOAD_ALL_SQL);
+  const tuples = JSON.parse(result?.rows ?? '[]') as BindingTuple[];
+  // By extension, then oldest first (the registrar replaces the oldest contact).
+  tuples.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[10] - b[10]));
   const live: Binding[] = [];
   const expired: Binding[] = [];
-  for (const row of rows) (row.expires_at > now ? live : expired).push(fromRow(row));
+  for (const [extension, contact, instance, call_id, cseq, expires_at, q, source, path, user_agent, registered_at] of tuples) {
+    const row: BindingRow = { extension, contact, instance, call_id, cseq, expires_at, q, source, path, user_agent, registered_at };
+    (expires_at > now ? live : expired).push(fromRow(row));
+  }
   return { live, expired };
 }
