@@ -184,7 +184,11 @@ export class CallTransfer {
     }
     const from: NameAddr = { uri: `sip:${transferee}@${this.#deps.domain}`, params: Object.create(null) };
     const referrer = dialogOf(session, side);
+    // The transferee hanging up while the target rings cancels the target.
+    const gone = new AbortController();
+    session.onEnd(() => gone.abort());
     const outcome = await dialTarget(this.#deps, {
+      signal: gone.signal,
       extensions: decision.target.extensions,
       ringTimeoutSec: decision.target.ringTimeoutSec,
       from,
