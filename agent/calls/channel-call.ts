@@ -15,16 +15,20 @@ import type { CallerId, ChannelRef, FrameLaw, LineCard, ReleaseEvent } from '../
 import { acceptAnswer, answerOffer, createOffer, SdpNegotiationError, SdpOrigin, type CodecName, type MediaEngine, type RtpSession } from '../media/index.ts';
 import { DialogError } from '../sip/dialog.ts';
 import type { IncomingRequest } from '../sip/stack.ts';
+import { TrunkError } from '../trunks/errors.ts';
 import type { DidTarget } from '../trunks/plan.ts';
+import type { OutboundTrunkCall } from '../trunks/trunk-service.ts';
 import type { Call, LegInfo } from './call.ts';
 import type { AdoptedCall, AdoptedCallLink } from './call-core.ts';
 import type { CallDisposition } from './call-record.ts';
 import { onChannelEvent } from './channel-events.ts';
 import { ChannelMedia } from './channel-media.ts';
+import { ChannelPair } from './channel-pair.ts';
 import { dialTarget, type DialerDeps } from './features/target-dialer.ts';
 import { causeForOutcome, causeForSipStatus, q850ReasonHeader, STATUS_FOR_OUTCOME } from './line-causes.ts';
 import type { DialPlan, FailureOutcome, RouteDecision, RouteRequest, RoutingState } from './routing/types.ts';
 import { ALLOWED_METHODS, reasonHeader, type OutboundSipLeg } from './sip-leg.ts';
+import type { TrunkDialer } from './trunk-target.ts';
 
 /** What the bridge needs of an inbound call the trunks accepted (InboundTrunkCall has it). */
 export interface LineCall {
@@ -50,6 +54,17 @@ export interface ChannelCallDeps extends Omit<DialerDeps, 'log'> {
   media: MediaEngine;
   /** Without it, a voicemail target counts as unavailable. */
   voicemail?: LineVoicemail;
+  /** Without it, a forward back out to the PSTN counts as unavailable. */
+  trunks?: TrunkDialer;
+}
+
+/** The call forwarded back out on another channel. */
+interface ForwardedLine {
+  call: OutboundTrunkCall;
+  legId: string;
+  released: boolean;
+  pair: ChannelPair | undefined;
+  off: Array<() => void>;
 }
 
 /** "pstn/1/30": the card and channel, as records and logs name a channel leg. */
@@ -91,6 +106,7 @@ export class InboundChannelCall implements AdoptedCall {
   #origin = new SdpOrigin();
   #bridge: ChannelMedia | undefined;
   #phone: AnsweredPhone | undefined;
+  #forwarded: ForwardedLine | undefined;
   #ringing: string[] = [];
   #offerPending = false;
   readonly #offRelease: () => void;
@@ -142,7 +158,13 @@ export class InboundChannelCall implements AdoptedCall {
       bye = phone.leg.send('BYE', { headers: { Reason: header } }).catch(() => undefined);
     }
     phone?.leg.dialog?.terminate();
+    const forwarded = this.#forwarded;
+    if (forwarded !== undefined && !forwarded.released) {
+      forwarded.released = true;
+      void forwarded.call.release(16).catch((err: unknown) => this.log.warn({ err }, 'could not release the forwarded line'));
+    }
     const endedBy = by === 'caller' ? 'caller' : by === 'callee' ? 'callee' : 'system';
+    if (forwarded !== undefined) this.call.legEnded(forwarded.legId, undefined, endedBy);
     this.call.legEnded(this.#aInfo.id, undefined, endedBy);
     if (phone !== undefined) this.call.legEnded(phone.info.id, undefined, endedBy);
     await this.#finish(this.call.answeredAt !== undefined ? 'answered' : 'failed', reason, undefined, by === 'caller' ? undefined : 16);
@@ -229,9 +251,12 @@ export class InboundChannelCall implements AdoptedCall {
       } else if (target.kind === 'voicemail' && this.#deps.voicemail?.mailboxConfig(target.mailbox) !== undefined) {
         await this.#depositVoicemail(this.#deps.voicemail, target.mailbox, target.reason);
         return;
+      } else if (target.kind === 'external' && this.#deps.trunks !== undefined) {
+        await this.#forwardOut(this.#deps.trunks, target.number, target.emergency || decision.emergency);
+        return;
       } else {
-        // Feature codes, voicemail retrieval and a forward out to the PSTN are carried
-        // out for calls from phones; a line caller is told the target is unavailable.
+        // Feature codes and voicemail retrieval are carried out for calls from phones;
+        // a line caller is told the target is unavailable.
         this.log.info({ target: target.kind }, 'this target is not carried out for line calls; treated as unavailable');
         outcome = 'unavailable';
       }
@@ -383,6 +408,97 @@ export class InboundChannelCall implements AdoptedCall {
     await this.hangup('system', 'voicemail deposit done');
   }
 
+  /**
+   * A forward that leads back out (an extension forwarded to a mobile): the call goes
+   * out on another channel through the trunks, with the line caller's ID and the
+   * DID's tenant; when the far end answers, the inbound line is answered and the two
+   * channels are joined frame by frame (channel-pair.ts). The far end's refusal
+   * reaches the caller as its own cause (busy 17...).
+   */
+  async #forwardOut(trunks: TrunkDialer, number: string, emergency: boolean): Promise<void> {
+    const callerId = this.#line.callerId;
+    let out: OutboundTrunkCall;
+    try {
+      out = await trunks.dialOut({
+        number,
+        emergency,
+        tenant: this.#line.tenant,
+        callerId: { ...(callerId.number !== undefined ? { number: callerId.number } : {}), ...(callerId.name !== undefined ? { name: callerId.name } : {}), presentation: callerId.presentation },
+        callRef: this.call.id,
+        signal: this.#lineGone.signal,
+      });
+    } catch (err) {
+      if (this.#lineReleased || this.call.state === 'ended') {
+        await this.#finish('cancelled', 'Caller hung up', 487);
+        return;
+      }
+      if (!(err instanceof TrunkError)) throw err;
+      await this.#fail(err.q850, err.sipStatus, `forward to ${number}: ${err.message}`, err.sipStatus === 486 ? 'busy' : 'failed');
+      return;
+    }
+    const name = channelName(out.card, out.channel);
+    const forwarded: ForwardedLine = { call: out, legId: this.call.addLeg({ kind: 'channel', direction: 'outbound', party: name }).id, released: false, pair: undefined, off: [] };
+    this.#forwarded = forwarded;
+    this.log.info({ event: 'line.forwarded', channel: name, dialled: out.dialled }, `forwarded out to ${out.dialled} on ${name}`);
+    const progress = await new Promise<'answered' | 'gone' | { cause: number }>((resolve) => {
+      const done = (p: 'answered' | 'gone' | { cause: number }): void => {
+        for (const off of offs) off();
+        this.#lineGone.signal.removeEventListener('abort', gone);
+        resolve(p);
+      };
+      const gone = (): void => done('gone');
+      const offs = [
+        onChannelEvent(out.card, 'answer', out.channel, () => done('answered')),
+        onChannelEvent(out.card, 'release', out.channel, (e) => done({ cause: e.cause })),
+        onChannelEvent(out.card, 'alerting', out.channel, () => {
+          if (this.call.state === 'routing') this.call.transition('ringing', `ringing on ${name}`);
+        }),
+      ];
+      this.#lineGone.signal.addEventListener('abort', gone, { once: true });
+      const state = out.card.channelState(out.channel);
+      if (this.#lineReleased) done('gone');
+      else if (state === 'connected') done('answered');
+      else if (state === 'idle' || state === 'releasing' || state === 'out-of-service') done({ cause: 41 });
+      else if (state === 'alerting' && this.call.state === 'routing') this.call.transition('ringing', `ringing on ${name}`);
+    });
+    if (progress === 'gone') {
+      forwarded.released = true;
+      this.call.legEnded(forwarded.legId, 487, 'cancel');
+      await out.release(16).catch(() => undefined);
+      await this.#finish('cancelled', 'Caller hung up', 487);
+      return;
+    }
+    if (progress !== 'answered') {
+      forwarded.released = true;
+      const status = new TrunkError('EREJECTED', 'released', { q850: progress.cause }).sipStatus;
+      this.call.legEnded(forwarded.legId, status, 'callee');
+      await this.#fail(progress.cause, status, `forward to ${number}: ${causeText(progress.cause)}`, status === 486 ? 'busy' : 'unavailable');
+      return;
+    }
+    try {
+      await this.#line.answer();
+    } catch (err) {
+      this.log.info({ err: (err as Error).message }, 'the line call ended before the forward was answered');
+      forwarded.released = true;
+      await out.release(16).catch(() => undefined);
+      await this.#finish('cancelled', 'Caller hung up', 487);
+      return;
+    }
+    forwarded.pair = new ChannelPair({ card: this.#line.card, channel: this.#line.channel, law: this.#law }, { card: out.card, channel: out.channel, law: lawOf(out.card, out.channel) }, this.log);
+    forwarded.pair.start();
+    forwarded.off.push(
+      onChannelEvent(out.card, 'release', out.channel, (e) => {
+        forwarded.released = true;
+        void this.hangup('callee', e.by === 'network' ? `Forwarded line failure: ${causeText(e.cause)}` : 'Forwarded party hung up');
+      }),
+    );
+    this.call.legAnswered(this.#aInfo.id);
+    this.call.legAnswered(forwarded.legId);
+    this.call.answeredBy = out.dialled;
+    this.call.transition('answered', `answered by ${out.dialled}`);
+    this.log.info({ event: 'call.answered', by: out.dialled, channel: name }, `${out.dialled} answered the forwarded line call`);
+  }
+
   // --- in the dialog -----------------------------------------------------------------
 
   /** Hold, resume, codec change from the phone: answered by the agent's session; the line notices nothing. */
@@ -467,6 +583,8 @@ export class InboundChannelCall implements AdoptedCall {
     this.call.end(disposition, reason, finalStatus);
     this.#offRelease();
     this.#bridge?.stop();
+    this.#forwarded?.pair?.stop();
+    for (const off of this.#forwarded?.off.splice(0) ?? []) off();
     const phone = this.#phone;
     if (phone?.leg.dialog !== undefined) this.#link.unregisterDialog(phone.leg.dialog.id);
     this.#link.ended();

@@ -19,7 +19,7 @@ const CAUSE_STOPPED = 41;
 export function registerLineCalls(core: CallCore, trunks: TrunkService, media: MediaEngine, logger: Logger, voicemail?: LineVoicemail): void {
   core.setTargetHandler('external', externalTargetHandler({ trunks, media }));
   const placement = core.placement;
-  const deps = { ...placement, routingState: core.routingState, media, ...(voicemail !== undefined ? { voicemail } : {}) };
+  const deps = { ...placement, routingState: core.routingState, media, trunks, ...(voicemail !== undefined ? { voicemail } : {}) };
   trunks.onInbound((line: InboundTrunkCall) => {
     const caller = line.callerId.number ?? 'anonymous';
     const adopted = core.adopt(

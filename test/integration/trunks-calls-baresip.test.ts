@@ -131,9 +131,11 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
     control = `127.0.0.1:${await freeUdpTcpPort()}`;
     const { extensions, state_dir: _stateDir, site: _site, ...rest } = sample;
     assert.deepEqual(sample['dids'], [{ number: '5550100', extension: '1001' }], 'the sample routes DID 5550100 to 1001');
+    // 1003: a phone never registered here, without a mailbox; 1004 forwards every call to the outside number.
+    const carol = { number: '1003', password: 'carol-1003-secret' };
+    const dave = { number: '1004', password: 'dave-1004-secret', forward: { always: OUTSIDE } };
     agent = await startAgent({
-      // 1003: a phone never registered here, without a mailbox.
-      extensions: [...extensions, { number: '1003', password: 'carol-1003-secret' }],
+      extensions: [...extensions, carol, dave],
       domain: String(sample.sip['domain']),
       udpPort: port,
       tcpPort: port,
@@ -143,7 +145,7 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
         media: { ...(rest['media'] as Record<string, unknown> | undefined), bind_address: '127.0.0.1' },
         // The sample's card on a free control port, with one outside subscriber that answers with a 1 kHz tone.
         // More DIDs: to 1002 (not registered here; the sample gives it a mailbox) and 1003.
-        dids: [...(sample['dids'] as unknown[]), { number: '5550102', extension: '1002' }, { number: '5550103', extension: '1003' }],
+        dids: [...(sample['dids'] as unknown[]), { number: '5550102', extension: '1002' }, { number: '5550103', extension: '1003' }, { number: '5550104', extension: '1004' }],
         linecards: [
           {
             ...sample.linecards[0],
@@ -313,6 +315,28 @@ describe('PSTN calls through the simulated E1 (the sample config)', () => {
     assert.equal(outcome?.['answered'], true);
     assert.equal(outcome?.['cause'], 16, `the line cleared normally: ${JSON.stringify(outcome)}`);
     assert.ok(Number(outcome?.['seconds']) < 5, `the call ended when the phone hung up, not after --talk: ${JSON.stringify(outcome)}`);
+  });
+
+  test('a DID whose extension forwards to an outside number: the call goes back out on a second channel, audio both ways', async () => {
+    const seen = events.length;
+    const { code, outcome } = await simCall(agent.configPath, ['--from', '2125550147', '--to', '5550104', '--talk', '2']);
+    assert.equal(code, 0, `answered by the outside number, audio both ways: ${JSON.stringify(outcome)}`);
+    const out = events.slice(seen).find((e): e is Extract<ControlEvent, { event: 'call.dialled' }> => e.event === 'call.dialled');
+    assert.equal(out?.to, OUTSIDE);
+    assert.equal(out?.from, '2125550147', "the forwarded call presents the original caller's number");
+    assert.notEqual(out?.channel, outcome?.['channel'], 'a second channel');
+    const started = await agent.waitForLog((l) => l['event'] === 'call.started' && l['dialed'] === '5550104', 1000);
+    await agent.waitForLog((l) => l['event'] === 'call.ended' && l['call'] === started['call'], 5000);
+    await sleep(200);
+    const { call: row, legs } = lastCall(agent.stateDir);
+    assert.equal(row['answered_by'], OUTSIDE);
+    assert.deepEqual(
+      legs.map((l) => [l.leg, l.kind, l.direction, l.party]),
+      [
+        ['a', 'channel', 'inbound', String(outcome?.['channel'])],
+        ['b1', 'channel', 'outbound', String(out?.channel)],
+      ],
+    );
   });
 
   test('outside numbers that are busy or do not exist: the phone gets 486 and 404', async () => {
