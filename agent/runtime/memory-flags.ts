@@ -52,7 +52,12 @@ export function missingFlags(execArgv: readonly string[]): string[] {
  * all). Call before loading anything else.
  */
 export function relaunchWithMemoryFlags(): void {
-  if (process.env[RELAUNCHED_ENV] === '1' || isSea() || typeof process.execve !== 'function') return;
+  if (process.env[RELAUNCHED_ENV] === '1') {
+    // Not inherited: an agent this one starts (an update, a restart) checks afresh.
+    delete process.env[RELAUNCHED_ENV];
+    return;
+  }
+  if (isSea() || typeof process.execve !== 'function') return;
   const flags = missingFlags(process.execArgv);
   const env: Record<string, string | undefined> = { ...process.env, [RELAUNCHED_ENV]: '1' };
   let envChanged = false;

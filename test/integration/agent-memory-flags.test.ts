@@ -15,6 +15,7 @@ test('a started agent runs with the V8 heap flags and malloc settings, under the
     assert.ok(argv.includes('start'), 'still the start command');
     const env = readFileSync(`/proc/${agent.pid}/environ`, 'utf8').split('\0');
     for (const [key, value] of Object.entries(MALLOC_ENV)) assert.ok(env.includes(`${key}=${value}`), `${key}=${value} missing`);
+    assert.equal(argv.filter((a) => a === V8_MEMORY_FLAGS[0]).length, 1, 'relaunched once, not in a loop');
     assert.ok(agent.running());
   } finally {
     await agent.cleanup();
