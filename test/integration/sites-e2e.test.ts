@@ -3,11 +3,14 @@
 // "central" (Mosquitto and `branchctl serve`, routing between the sites' WAN links).
 //
 // What a user notices, in order: 1001 at A calls 2001 at B over SIP between the agents;
-// A's WAN link goes down; a call to 2001 placed at that moment connects through A's line
-// card to 2001's DID (sim PSTN) without waiting for a SIP timeout (the failover figure),
-// and A enters survivable mode (the detection figure); local calls at A keep working;
-// A's agent is killed with SIGKILL while it drains after the WAN returns and restarted;
-// the controller ends with every call record of A exactly once (`branchctl records`).
+// with B's agent frozen, a call to 2001 gives up on it after 0.4 s and goes out on A's
+// line card; A's WAN link goes down; a call to 2001 placed at that moment connects
+// through A's line card to 2001's DID (sim PSTN) without waiting for a SIP timeout (the
+// failover figure), and A enters survivable mode (the detection figure); a voicemail for
+// 2002 (B, no DID) is taken at A; local calls at A keep working; A's agent is killed with
+// SIGKILL while it drains after the WAN returns and restarted; the controller ends with
+// every call record of A exactly once (`branchctl records`, `sites`) and B with the
+// voicemail, indexed once.
 // Namespaces need root (CAP_NET_ADMIN): without it the test fails and says so.
 // The kernel here has no netem qdisc, so loss is not simulated (docs/sync.md).
 import assert from 'node:assert/strict';
@@ -190,6 +193,35 @@ test('an inter-site call: 1001 at site A rings 2001 at site B over SIP between t
   const atB = await b.waitForLog((l) => l['event'] === 'call.started' && l['peer'] === 'site-a', 5000);
   assert.equal(atB['caller'], '1001');
   await a.waitForLog((l) => l['event'] === 'call.routed' && l['target'] === 'peer', 1000);
+});
+
+test('a peer whose agent says nothing: after peers.no_response_timeout the call goes out on the line card, not after a SIP timeout', async () => {
+  // B's agent frozen: its presence still reads online (the broker has not given up on
+  // it yet), so A tries it, hears nothing, and moves on after 0.4 s.
+  process.kill(b.pid, 'SIGSTOP');
+  try {
+    const from = Date.now();
+    const r = await runCall({
+      server: '127.0.0.1:5060',
+      domain: DOMAIN,
+      caller: { user: '1001', password: 'pw-1001' },
+      callee: '2001',
+      callerScenario: 'b2bua-uac-early-media',
+      callerNetns: NS.a,
+      callees: [],
+      callerExtraArgs: ['-d', '200'],
+    });
+    assert.equal(r.caller.successful, 1, `connected through the line card: ${JSON.stringify(r.caller)}`);
+    const started = await a.waitForLog((l) => l['event'] === 'call.started' && l['dialed'] === '2001' && logTime(l) >= from, 2000);
+    const silent = await a.waitForLog((l) => l['event'] === 'call.peer_silent' && l['call'] === started['call'], 2000);
+    const answered = await a.waitForLog((l) => l['event'] === 'call.state' && l['state'] === 'answered' && l['call'] === started['call'], 2000);
+    const setupMs = logTime(answered) - logTime(started);
+    console.log(`# silent peer: INVITE → connected via the line card ${setupMs} ms (peer given up after ${silent['ms']} ms)`);
+    assert.ok(setupMs < 1500, `no SIP timeout: ${setupMs} ms`);
+  } finally {
+    // Frozen for about a second, well inside its MQTT keepalive: B never went offline.
+    process.kill(b.pid, 'SIGCONT');
+  }
 });
 
 test('WAN cut at site A: the next call to 2001 goes out on the line card at once; A turns survivable', async () => {
