@@ -560,10 +560,12 @@ export class InboundChannelCall implements AdoptedCall {
   #released(e: ReleaseEvent): void {
     if (this.#lineReleased) return;
     this.#lineReleased = true;
+    // Our own releases come after #finish stopped listening: a 'local' one here is the
+    // trunks taking the channel (an emergency call pre-empting this one, cause 8).
     this.log.info({ event: 'line.released', cause: e.cause, by: e.by }, `line released: cause ${e.cause} (${causeText(e.cause)}) by ${e.by}`);
-    if (e.by === 'local') return;
     if (this.call.state === 'answered') {
-      void this.hangup('caller', e.by === 'network' ? `Line failure: ${causeText(e.cause)}` : 'Caller hung up', e.cause);
+      const why = e.by === 'network' ? `Line failure: ${causeText(e.cause)}` : e.by === 'local' ? `Line taken: ${causeText(e.cause)}` : 'Caller hung up';
+      void this.hangup('caller', why, e.cause);
       return;
     }
     this.call.legEnded(this.#aInfo.id, 487, 'cancel');
