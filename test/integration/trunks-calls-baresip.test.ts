@@ -509,4 +509,31 @@ describe('one analog line shared by two phones (sim FXO, one port)', () => {
     const emergency = lastCall(agent.stateDir);
     assert.deepEqual([emergency.call['dialed'], emergency.call['emergency'], emergency.call['disposition']], ['911', 1, 'answered']);
   });
+
+  test('an emergency call takes the line from an answered inbound PSTN call: the phone on it gets a BYE', async () => {
+    const aliceIncoming = count(alice, 'CALL_INCOMING');
+    const aliceClosed = count(alice, 'CALL_CLOSED');
+    const bobClosed = count(bob, 'CALL_CLOSED');
+    const bobEstablished = count(bob, 'CALL_ESTABLISHED');
+    const placed = await pstn.request<{ call: string }>({ op: 'call', from: '2125550147', to: '5550200' });
+    await nextEvent(alice, 'CALL_INCOMING', aliceIncoming, 10_000);
+    await alice.command('accept');
+    const deadline = Date.now() + 5000;
+    while (!events.some((e) => e.event === 'call.answered' && e.call === placed.call)) {
+      assert.ok(Date.now() < deadline, 'the PSTN call was answered');
+      await sleep(20);
+    }
+    const dialled = Date.now();
+    await bob.command('dial', `sip:911@${agent.domain}`);
+    await nextEvent(alice, 'CALL_CLOSED', aliceClosed, 10_000);
+    assert.ok(Date.now() - dialled < 2000, 'the phone was hung up as the line was taken');
+    await nextEvent(bob, 'CALL_ESTABLISHED', bobEstablished, 10_000);
+    assert.equal(releaseOf(events, placed.call)?.cause, 8, 'the inbound call was pre-empted on the line');
+    const started = await agent.waitForLog((l) => l['event'] === 'call.started' && l['dialed'] === '5550200', 1000);
+    const ended = await agent.waitForLog((l) => l['event'] === 'call.ended' && l['call'] === started['call'], 2000);
+    assert.match(String(ended['reason']), /Line taken/, `the record says why: ${JSON.stringify(ended)}`);
+    await bob.command('hangup');
+    await nextEvent(bob, 'CALL_CLOSED', bobClosed, 5000);
+  });
 });
+
