@@ -278,10 +278,10 @@ export class Agent {
     const extensions = new Map(config.extensions.map((e) => [e.number, e]));
     const featureState = await FeatureStateStore.load(db, this.#committer);
     // Calls between sites (docs/sync.md#calls-between-sites): numbers homed at peers,
-    // skipped at once while the WAN probes fail; INVITEs from peers trusted by address.
+    // skipped while the WAN is down by health's account; INVITEs from peers trusted by address.
     const siteSync = this.#siteSync;
     const peerRouting = {
-      homes: new PeerRoutes({ directory: () => siteSync?.peers, wanUp: () => siteSync?.health?.signals.probes !== 'failed' }),
+      homes: new PeerRoutes({ directory: () => siteSync?.peers, wan: () => siteSync?.health }),
       fallback: config.peers.fallback,
       noResponseMs: config.peers.no_response_timeout * 1000,
     };
