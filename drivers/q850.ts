@@ -30,10 +30,12 @@ export type Q850Cause = number;
 const TEXT: Readonly<Record<number, string>> = {
   1: 'unallocated number',
   3: 'no route to destination',
+  8: 'preemption',
   16: 'normal clearing',
   17: 'user busy',
   18: 'no user responding',
   19: 'no answer',
+  20: 'subscriber absent',
   21: 'call rejected',
   27: 'destination out of order',
   28: 'invalid number format',
