@@ -41,6 +41,10 @@ const { values: args } = parseArgs({
     'fixed-hold-ms': { type: 'string', default: '2000' },
     'invite-auth': { type: 'string', default: 'auto' },
     'agent-log-level': { type: 'string', default: 'info' },
+    // Node options for the agent process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+    'agent-node-options': { type: 'string', default: '' },
+    // Skip the search for the maximum rate: only the fixed run (CPU per call, PDD).
+    'fixed-only': { type: 'boolean', default: false },
   },
 });
 
@@ -63,6 +67,8 @@ const INVITE_AUTH = args['invite-auth'];
 if (INVITE_AUTH !== 'auto' && INVITE_AUTH !== 'yes' && INVITE_AUTH !== 'no') throw new Error('--invite-auth must be auto, yes or no');
 const AGENT_LOG_LEVEL = LOG_LEVELS.find((l) => l === args['agent-log-level']);
 if (!AGENT_LOG_LEVEL) throw new Error(`--agent-log-level must be one of ${LOG_LEVELS.join(', ')}`);
+const AGENT_NODE_OPTIONS = args['agent-node-options'] ?? '';
+const FIXED_ONLY = args['fixed-only'] ?? false;
 const CPUS = os.availableParallelism();
 // Both SIPp processes (callers and callees) on core 0, the server on core 1.
 const SIPP_CPU = CPUS >= 2 ? 0 : undefined;
@@ -118,6 +124,7 @@ async function startTarget(name: TargetName, inviteAuth: boolean): Promise<Targe
       logLevel: AGENT_LOG_LEVEL,
       discardStdout: true,
       readyTimeoutMs: 120_000,
+      ...(AGENT_NODE_OPTIONS ? { env: { NODE_OPTIONS: [process.env.NODE_OPTIONS, AGENT_NODE_OPTIONS].filter(Boolean).join(' ') } } : {}),
       ...(SERVER_CPU !== undefined ? { cpu: SERVER_CPU } : {}),
     });
     return {
@@ -255,6 +262,11 @@ interface Trial {
   passed: boolean;
   clientLimited: boolean;
   usage: Usage;
+  /**
+   * Server CPU (user + system, from /proc) per call completed, ms: independent of the
+   * machine's load, unlike the maximum rate.
+   */
+  cpuMsPerCall: number;
   sippCpuPercent: number;
   failures: Record<string, number>;
   unexpected: Record<string, number>;
@@ -283,6 +295,7 @@ async function trial(target: Target, work: Workload, calleePort: number, rate: n
     // Two SIPp processes share one core: near 100 % they, not the server, are the limit.
     clientLimited: caller.callRate < rate * 0.95 && run.sippCpuPercent > 90,
     usage: run.usage,
+    cpuMsPerCall: caller.successful > 0 ? (run.usage.cpuSeconds * 1000) / caller.successful : Number.NaN,
     sippCpuPercent: run.sippCpuPercent,
     failures: { ...caller.failures, ...Object.fromEntries(Object.entries(callee.failures).map(([k, v]) => [`callee ${k}`, v])) },
     unexpected: { ...unexpectedResponses(caller), ...Object.fromEntries(Object.entries(unexpectedResponses(callee)).map(([k, v]) => [`callee ${k}`, v])) },
@@ -298,8 +311,8 @@ async function trial(target: Target, work: Workload, calleePort: number, rate: n
   log(
     `  ${target.name} @ ${rate}/s for ${seconds}s (hold ${holdMs} ms): ${t.passed ? 'ok ' : 'NO '} achieved ${t.achievedRate.toFixed(0)}/s, ` +
       `${t.successful} ok, ${t.failed} failed (callee side ${t.calleeFailed}), ${t.retransmissionPercent.toFixed(2)} % retrans, ` +
-      `cpu ${t.usage.cpuPercent.toFixed(0)} % (SIPp ${t.sippCpuPercent.toFixed(0)} %), mem ${t.usage.memMaxMb.toFixed(0)} MB` +
-      (t.pddP99Ms !== undefined ? `, PDD p50 ${fmt(t.pddP50Ms)} p99 ${fmt(t.pddP99Ms)} ms` : '') +
+      `cpu ${t.usage.cpuPercent.toFixed(0)} % = ${t.cpuMsPerCall.toFixed(2)} ms/call (SIPp ${t.sippCpuPercent.toFixed(0)} %), mem ${t.usage.memMaxMb.toFixed(0)} MB` +
+      (t.pddP99Ms !== undefined ? `, PDD p50 ${fmt(t.pddP50Ms)} p99 ${fmt(t.pddP99Ms)} max ${fmt(t.pddMaxMs)} ms` : '') +
       (t.clientLimited ? ' (SIPp at its ceiling)' : '') +
       (Object.keys(t.unexpected).length ? ` ${JSON.stringify(t.unexpected)}` : Object.keys(t.failures).length ? ` ${JSON.stringify(t.failures)}` : '') +
       (t.drainSeconds > 1.5 ? `; idle again after ${t.drainSeconds.toFixed(0)} s` : t.drainSeconds < 0 ? '; still busy 30 s later' : ''),
@@ -413,7 +426,7 @@ async function benchTarget(name: TargetName, work: Workload, inviteAuth: boolean
     target = await startTarget(name, inviteAuth);
     const calleePort = await freeUdpTcpPort();
     await registerCallee(target, work, calleePort);
-    const found = await findMaxRate(target, work, calleePort);
+    const found: Omit<TargetResult, 'label'> = FIXED_ONLY ? { name, maxRate: 0, trials: [], clientLimited: false } : await findMaxRate(target, work, calleePort);
     log(`${name}: fixed run at ${FIXED_RATE}/s, calls of ${FIXED_HOLD_MS} ms`);
     const fixed = await trial(target, work, calleePort, FIXED_RATE, FIXED_SECONDS, FIXED_HOLD_MS, true);
     return { ...found, label: target.label, fixed };
@@ -448,7 +461,7 @@ async function main(): Promise<void> {
 
     const ours = results.find((r) => r.name === 'agent');
     const theirs = results.find((r) => r.name === 'kamailio');
-    const rows = [['target', 'max calls/s', 'failed', 'retrans %', 'PDD p50/p99 ms', 'server CPU %', 'mem MB', `@${FIXED_RATE}/s PDD p50/p99 ms`, `@${FIXED_RATE}/s mem MB`, 'note']];
+    const rows = [['target', 'max calls/s', 'failed', 'retrans %', 'PDD p50/p99 ms', 'server CPU %', 'mem MB', `@${FIXED_RATE}/s PDD p50/p99 ms`, `@${FIXED_RATE}/s mem MB`, `@${FIXED_RATE}/s CPU ms/call`, 'note']];
     for (const r of results) {
       const f = r.final;
       const x = r.fixed;
@@ -462,6 +475,7 @@ async function main(): Promise<void> {
         f ? f.usage.memMaxMb.toFixed(0) : '-',
         x ? `${fmt(x.pddP50Ms)}/${fmt(x.pddP99Ms)}${x.passed ? '' : ' (failures)'}` : '-',
         x ? x.usage.memMaxMb.toFixed(0) : '-',
+        x ? x.cpuMsPerCall.toFixed(2) : '-',
         r.error ?? (r.clientLimited ? 'lower bound: SIPp (1 core) hit its ceiling first' : ''),
       ]);
     }

@@ -14,6 +14,8 @@ export interface Sampled {
 export interface Usage {
   /** CPU used by the server's processes over the run, % of one core. */
   cpuPercent: number;
+  /** CPU seconds (user + system) the server's processes used over the run. */
+  cpuSeconds: number;
   /** Resident memory at the end, MB (RSS; for Kamailio the PSS sum, so shared memory counts once). */
   memMb: number;
   memMaxMb: number;
@@ -73,7 +75,7 @@ export function sampleUsage(target: Sampled, onSample?: (elapsedS: number, memMb
       lastMb = (await memKb(target)) / 1024;
       memMaxMb = Math.max(memMaxMb, lastMb);
       const begin = await startTicks;
-      return { cpuPercent: ((ticks - begin) / CLK_TCK / seconds) * 100, memMb: lastMb, memMaxMb };
+      return { cpuPercent: ((ticks - begin) / CLK_TCK / seconds) * 100, cpuSeconds: (ticks - begin) / CLK_TCK, memMb: lastMb, memMaxMb };
     },
   };
 }
