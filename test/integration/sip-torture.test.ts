@@ -14,14 +14,15 @@ const corpusDir = process.env['SIP_TORTURE_DIR'] ?? path.resolve(REPO_ROOT, '..'
 const files = readdirSync(corpusDir).filter((f) => f.endsWith('.dat')).sort();
 
 /**
- * What the agent answers each message with (undefined: no answer). The agent today
- * is a registrar: REGISTER without credentials is challenged (401), OPTIONS answered
- * (200), methods it does not serve yet get 501. RFC 4475 names the rest.
+ * What the agent answers each message with (undefined: no answer). REGISTER without
+ * credentials is challenged (401), an INVITE from an unauthenticated caller too (407,
+ * the call core's Proxy-Authenticate), OPTIONS answered (200), methods it does not
+ * serve get 501. RFC 4475 names the rest.
  */
 const expected: Record<string, number | undefined> = {
   // 3.1.1 valid
-  'wsinv.dat': 501, 'intmeth.dat': 501, 'esc01.dat': 501, 'escnull.dat': 401, 'esc02.dat': 501,
-  'lwsdisp.dat': 200, 'longreq.dat': 501, 'dblreq.dat': 401, 'semiuri.dat': 200, 'transports.dat': 200,
+  'wsinv.dat': 407, 'intmeth.dat': 501, 'esc01.dat': 407, 'escnull.dat': 401, 'esc02.dat': 501,
+  'lwsdisp.dat': 200, 'longreq.dat': 407, 'dblreq.dat': 401, 'semiuri.dat': 200, 'transports.dat': 200,
   'mpart01.dat': 415, 'unreason.dat': undefined, 'noreason.dat': undefined,
   // 3.1.2 invalid: requests 400 (505 for a version we do not speak), responses dropped
   'badinv01.dat': 400, 'clerr.dat': 400, 'ncl.dat': 400, 'scalar02.dat': 400, 'scalarlg.dat': undefined,
@@ -35,7 +36,7 @@ const expected: Record<string, number | undefined> = {
   'invut.dat': 415, 'regaut01.dat': 401, 'multi01.dat': 400, 'mcl01.dat': 400, 'bcast.dat': undefined,
   'zeromf.dat': 200, 'cparam01.dat': 401, 'cparam02.dat': 401, 'regescrt.dat': 401, 'sdp01.dat': 406,
   // 3.4 backward compatibility
-  'inv2543.dat': 501,
+  'inv2543.dat': 407,
   // not from the RFC: no SIP version, a header without a colon, and no Via to answer to
   'test.dat': undefined,
 };
