@@ -2,35 +2,29 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './config/types.ts';
-import { CallerAuthenticator } from './calls/caller-auth.ts';
-import { CallCore } from './calls/call-core.ts';
-import { CallTransfer } from './calls/features/transfer.ts';
-import { InviteWithReplaces } from './calls/features/invite-replaces.ts';
-import { ReliableProvisionals } from './calls/features/reliable-provisionals.ts';
-import { SessionTimers } from './calls/features/session-timer.ts';
-import { ConfiguredDialPlan } from './calls/routing/dial-plan.ts';
-import { PeerRoutes } from './calls/peer-routes.ts';
-import { PeerTrust, SITE_HEADER } from './calls/peer-trust.ts';
+// Only what answers the first REGISTER is imported here; the other subsystems are
+// imported when start() reaches them, after SIP listens (`import type` below, and
+// `await import()` in #startSubsystems): loading them first cost ~250 ms of a cold
+// start with 10,000 extensions (docs/decisions/0010).
+import type { CallCore } from './calls/call-core.ts';
+import { EventBacklog } from './events/backlog.ts';
 import { EventBus } from './events/bus.ts';
-import { MediaEngine } from './media/index.ts';
+import type { MediaEngine } from './media/index.ts';
 import { Registrar, type Credentials } from './registrar/registrar.ts';
 import { SecurityGuard } from './security/guard.ts';
 import { computeHa1 } from './sip/digest.ts';
 import { SipStack, type IncomingRequest } from './sip/stack.ts';
 import { formatHostPort } from './sip/transport.ts';
-import { CallRecordStore } from './store/call-records.ts';
 import { Database } from './store/db.ts';
-import { FeatureStateStore } from './store/feature-state.ts';
 import { syncExtensions } from './store/extensions.ts';
 import { GroupCommitter } from './store/group-commit.ts';
 import { migrate } from './store/migrations.ts';
-import { SiteSync } from './sync/site-sync.ts';
-import { Trunks } from './trunks/trunks.ts';
-import { registerLineCalls } from './calls/line-calls.ts';
-import { registerVoicemailTargets } from './voicemail/call-targets.ts';
-import { Voicemail } from './voicemail/voicemail.ts';
-import { VoicemailForwarding } from './voicemail/forwarding.ts';
-import { UpdateJobs } from '../image/update-job.ts';
+import { FORWARDED_EVENTS } from './sync/forwarded-events.ts';
+import type { SiteSync } from './sync/site-sync.ts';
+import type { Trunks } from './trunks/trunks.ts';
+import type { Voicemail } from './voicemail/voicemail.ts';
+import type { VoicemailForwarding } from './voicemail/forwarding.ts';
+import type { UpdateJobs } from '../image/update-job.ts';
 import { PhoneProvisioning } from '../provisioning/phones/server.ts';
 import { provisioningDir } from '../provisioning/provisioned.ts';
 
@@ -67,6 +61,12 @@ export class Agent {
   #voicemail: Voicemail | undefined;
   #trunks: Trunks | undefined;
   #voicemailForwarding: VoicemailForwarding | undefined;
+  /** The subsystems started after SIP listens (#startSubsystems), while they start. */
+  #subsystemsStarting: Promise<void> | undefined;
+  /** Every subsystem has started (or failed and was logged): agent.ready. */
+  #ready = false;
+  /** Voicemail has started, or failed to and was logged: SUBSCRIBE gets its real answer. */
+  #voicemailSettled = false;
 
   constructor(config: AgentConfig, logger: Logger) {
     this.config = config;
@@ -135,27 +135,13 @@ export class Agent {
       credentials,
     });
     await this.#registrar.start();
-
-    // Site sync (MQTT, outbox, survivable mode): optional at every moment, so its
-    // failure is logged and SIP starts regardless. Started before the SIP stack so its
-    // bus listeners hear the first registration.
     const registrar = this.#registrar;
-    this.#siteSync = new SiteSync({
-      config,
-      logger: logger.child({ subsystem: 'sync' }),
-      bus: this.bus,
-      db,
-      committer: this.#committer,
-      sources: { registrations: () => registrar.table.size },
-    });
-    let syncStarted = false;
-    try {
-      await this.#siteSync.start();
-      syncStarted = true;
-    } catch (err) {
-      logger.error({ event: 'sync.failed', err, code: (err as { code?: string }).code }, `site sync failed to start: ${(err as Error).message}`);
-    }
 
+    // The SIP stack listens as soon as the store, security and the registrar are
+    // ready: phones register while the rest starts (#startSubsystems). Until then
+    // INVITE and SUBSCRIBE are answered 503 with Retry-After (#route), and the events
+    // site sync forwards to the controller are kept for it (EventBacklog).
+    const backlog = new EventBacklog(this.bus, FORWARDED_EVENTS);
     const guard = this.#guard;
     this.#stack = new SipStack({
       udp: config.sip.udp,
@@ -177,61 +163,17 @@ export class Agent {
     });
     this.#stack.setRequestFilter((req, source) => guard.filter(req, source));
     this.#stack.onRequest((req) => this.#route(req));
-    // Voicemail (startup scan of the message store, prompts, MWI) before SIP listens,
-    // so a SUBSCRIBE finds it; a failure is logged and everything else runs without it.
-    const voicemail = new Voicemail({
-      settings: config.voicemail,
-      extensions: config.extensions,
-      stateDir: config.state_dir,
-      domain: config.sip.domain,
-      logger: logger.child({ subsystem: 'voicemail' }),
-      bus: this.bus,
-      db,
-      committer: this.#committer,
-      sip: { stack: this.#stack, bindings: (extension) => registrar.table.of(extension) },
-    });
-    try {
-      await voicemail.start();
-      this.#voicemail = voicemail;
-    } catch (err) {
-      logger.error({ event: 'voicemail.failed', err }, `voicemail failed to start: ${(err as Error).message}`);
-    }
     this.#stack.onCancel((invite, cancel) => this.#calls?.handleCancel(invite, cancel));
     await this.#stack.start();
-    // Every phone of every mailbox learns the lamp state (also after a restart).
-    void this.#voicemail?.announce().catch((err: unknown) => logger.error({ event: 'voicemail.announce_failed', err }, 'MWI announce failed'));
-    // Phone provisioning and controller-ordered updates are optional like sync: a
-    // failure is logged and the phones keep registering.
-    await this.#phones.start().catch((err: unknown) => logger.error({ event: 'phones.failed', err }, `phone provisioning failed to start: ${(err as Error).message}`));
-    const sync = this.#siteSync.sync;
-    if (sync && syncStarted) {
-      this.#updates = new UpdateJobs({
-        config,
-        registerCommand: (name, handler) => sync.registerCommand(name, handler),
-        enqueue: (msg) => sync.enqueue(msg),
-        calls: { description: 'the call core', activeCalls: async () => this.#calls?.activeCalls ?? 0 },
-        requestRestart: () => process.kill(process.pid, 'SIGTERM'),
-        logger: logger.child({ subsystem: 'firmware' }),
-      });
-      this.#updates.start();
-    }
-    await this.#startCalls(db, realm, credentials);
-    await this.#startVoicemailForwarding(db);
-    // Line cards and trunks (docs/trunks.md). A card that fails is logged by the
-    // trunks; a trunk config the cards cannot carry leaves the agent without trunks,
-    // not without SIP.
-    if (config.linecards.length > 0) {
-      const trunks = new Trunks({ config, logger, bus: this.bus, db });
-      try {
-        await trunks.start();
-        this.#trunks = trunks;
-        // Inbound DIDs ring phones; the dial plan's outside numbers go out on the lines.
-        if (this.#calls !== undefined && this.#media !== undefined) registerLineCalls(this.#calls, trunks.service, this.#media, logger.child({ subsystem: 'calls' }), this.#voicemail);
-      } catch (err) {
-        logger.error({ event: 'trunks.failed', err }, `trunks failed to start: ${(err as Error).message}`);
-        await trunks.stop().catch(() => undefined);
-      }
-    }
+    logger.info(
+      { event: 'sip.listening', udp: formatListen(this.#stack.addresses.udp), tcp: formatListen(this.#stack.addresses.tcp), startupMs: Math.round(performance.now() - started) },
+      'SIP listening: registrations served while the other subsystems start',
+    );
+
+    // stop() waits for this: a signal during start-up must not race subsystems still starting.
+    this.#subsystemsStarting = this.#startSubsystems(db, realm, credentials, registrar, backlog);
+    await this.#subsystemsStarting;
+    this.#ready = true;
 
     writeFileSync(path.join(config.state_dir, pidFileName), `${process.pid}\n`);
     logger.info(
@@ -249,6 +191,101 @@ export class Agent {
   }
 
   /**
+   * Everything a REGISTER does not need, once SIP listens: site sync, voicemail,
+   * phone provisioning, updates, the call core, voicemail forwarding, the line cards.
+   * Each is optional (a failure is logged and the others run), as before the reorder.
+   */
+  async #startSubsystems(db: Database, realm: string, credentials: Map<string, Credentials>, registrar: Registrar, backlog: EventBacklog): Promise<void> {
+    const { config, logger } = this;
+    const stack = this.#stack;
+    const committer = this.#committer;
+    const phones = this.#phones;
+    if (stack === undefined || committer === undefined || phones === undefined) return;
+    // Started together: their modules load in parallel, before anything runs.
+    const [{ SiteSync }, { Voicemail }] = await Promise.all([import('./sync/site-sync.ts'), import('./voicemail/voicemail.ts')]);
+
+    // Site sync (MQTT, outbox, survivable mode): optional at every moment, so its
+    // failure is logged and everything else starts regardless. It takes the events
+    // kept since SIP started listening.
+    this.#siteSync = new SiteSync({
+      config,
+      logger: logger.child({ subsystem: 'sync' }),
+      bus: this.bus,
+      db,
+      committer,
+      sources: { registrations: () => registrar.table.size },
+      backlog: () => backlog.take(),
+    });
+    let syncStarted = false;
+    try {
+      await this.#siteSync.start();
+      syncStarted = true;
+    } catch (err) {
+      logger.error({ event: 'sync.failed', err, code: (err as { code?: string }).code }, `site sync failed to start: ${(err as Error).message}`);
+    } finally {
+      backlog.take(); // stops recording when sync did not get as far as taking it
+    }
+
+    // Voicemail (startup scan of the message store, prompts, MWI); a failure is logged
+    // and everything else runs without it.
+    const voicemail = new Voicemail({
+      settings: config.voicemail,
+      extensions: config.extensions,
+      stateDir: config.state_dir,
+      domain: config.sip.domain,
+      logger: logger.child({ subsystem: 'voicemail' }),
+      bus: this.bus,
+      db,
+      committer,
+      sip: { stack, bindings: (extension) => registrar.table.of(extension) },
+    });
+    try {
+      await voicemail.start();
+      this.#voicemail = voicemail;
+    } catch (err) {
+      logger.error({ event: 'voicemail.failed', err }, `voicemail failed to start: ${(err as Error).message}`);
+    }
+    this.#voicemailSettled = true;
+    // Every phone of every mailbox learns the lamp state (also after a restart, and the
+    // phones that registered before voicemail started).
+    void this.#voicemail?.announce().catch((err: unknown) => logger.error({ event: 'voicemail.announce_failed', err }, 'MWI announce failed'));
+    // Phone provisioning and controller-ordered updates are optional like sync: a
+    // failure is logged and the phones keep registering.
+    await phones.start().catch((err: unknown) => logger.error({ event: 'phones.failed', err }, `phone provisioning failed to start: ${(err as Error).message}`));
+    const sync = this.#siteSync.sync;
+    if (sync && syncStarted) {
+      const { UpdateJobs } = await import('../image/update-job.ts');
+      this.#updates = new UpdateJobs({
+        config,
+        registerCommand: (name, handler) => sync.registerCommand(name, handler),
+        enqueue: (msg) => sync.enqueue(msg),
+        calls: { description: 'the call core', activeCalls: async () => this.#calls?.activeCalls ?? 0 },
+        requestRestart: () => process.kill(process.pid, 'SIGTERM'),
+        logger: logger.child({ subsystem: 'firmware' }),
+      });
+      this.#updates.start();
+    }
+    await this.#startCalls(db, realm, credentials);
+    await this.#startVoicemailForwarding(db);
+    // Line cards and trunks (docs/trunks.md). A card that fails is logged by the
+    // trunks; a trunk config the cards cannot carry leaves the agent without trunks,
+    // not without SIP.
+    if (config.linecards.length > 0) {
+      const [{ Trunks }, { registerLineCalls }] = await Promise.all([import('./trunks/trunks.ts'), import('./calls/line-calls.ts')]);
+      const trunks = new Trunks({ config, logger, bus: this.bus, db });
+      try {
+        await trunks.start();
+        this.#trunks = trunks;
+        // Inbound DIDs ring phones; the dial plan's outside numbers go out on the lines.
+        if (this.#calls !== undefined && this.#media !== undefined) registerLineCalls(this.#calls, trunks.service, this.#media, logger.child({ subsystem: 'calls' }), this.#voicemail);
+      } catch (err) {
+        logger.error({ event: 'trunks.failed', err }, `trunks failed to start: ${(err as Error).message}`);
+        await trunks.stop().catch(() => undefined);
+      }
+    }
+  }
+
+  /**
    * Media engine and call core, once the SIP stack knows its addresses: with the
    * media bound to a wildcard and no advertise_address, SDP names the address the
    * SIP stack advertises, so a phone reaches RTP where it reaches SIP.
@@ -258,6 +295,35 @@ export class Agent {
     const stack = this.#stack;
     const registrar = this.#registrar;
     if (stack === undefined || registrar === undefined || this.#committer === undefined) return;
+    const [
+      { CallerAuthenticator },
+      { CallCore },
+      { CallTransfer },
+      { InviteWithReplaces },
+      { ReliableProvisionals },
+      { SessionTimers },
+      { ConfiguredDialPlan },
+      { PeerRoutes },
+      { PeerTrust, SITE_HEADER },
+      { MediaEngine },
+      { CallRecordStore },
+      { FeatureStateStore },
+      { registerVoicemailTargets },
+    ] = await Promise.all([
+      import('./calls/caller-auth.ts'),
+      import('./calls/call-core.ts'),
+      import('./calls/features/transfer.ts'),
+      import('./calls/features/invite-replaces.ts'),
+      import('./calls/features/reliable-provisionals.ts'),
+      import('./calls/features/session-timer.ts'),
+      import('./calls/routing/dial-plan.ts'),
+      import('./calls/peer-routes.ts'),
+      import('./calls/peer-trust.ts'),
+      import('./media/index.ts'),
+      import('./store/call-records.ts'),
+      import('./store/feature-state.ts'),
+      import('./voicemail/call-targets.ts'),
+    ]);
     const m = config.media;
     const wildcard = m.bind_address === '0.0.0.0' || m.bind_address === '::';
     const sipHost = (stack.advertisedHost('udp') ?? stack.advertisedHost('tcp'))?.replace(/^\[|\]$/g, '');
@@ -340,6 +406,7 @@ export class Agent {
     const peers = this.#siteSync?.peers;
     const files = this.#siteSync?.files;
     if (voicemail === undefined || peers === undefined || files === undefined || this.#committer === undefined) return;
+    const { VoicemailForwarding } = await import('./voicemail/forwarding.ts');
     const forwarding = new VoicemailForwarding({
       voicemail,
       files,
@@ -378,6 +445,17 @@ export class Agent {
       });
       return;
     }
+    // While the subsystems start after SIP, requests for one still starting are
+    // answered 503 with Retry-After: the phone retries in a second (RFC 3261 21.5.4).
+    // SUBSCRIBE waits for voicemail (started or failed); a new call for the whole
+    // start, so that the line cards and voicemail targets are there to route it.
+    const starting =
+      (method === 'SUBSCRIBE' && !this.#voicemailSettled) ||
+      (method === 'INVITE' && !this.#ready && incoming.request.headers.to.params['tag'] === undefined);
+    if (starting) {
+      incoming.respond(503, 'Service Unavailable', { headers: { 'Retry-After': '1' } });
+      return;
+    }
     if (method === 'SUBSCRIBE') {
       if (this.#voicemail === undefined) {
         incoming.respond(489, 'Bad Event', { toTag: 'na', headers: { 'Allow-Events': 'message-summary' } });
@@ -398,6 +476,9 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    // A stop during start-up (a signal, a failed start) lets the subsystems finish
+    // starting, so that each one started is also stopped.
+    await this.#subsystemsStarting?.catch(() => undefined);
     // Calls end first (BYE to both sides, records written) while SIP still runs.
     await this.#calls?.stop().catch((err: unknown) => this.logger.error({ err }, 'call core failed to stop cleanly'));
     // Then the lines (usage statistics written while the store is open).

@@ -5,13 +5,18 @@ import { ConfigError } from './config/load.ts';
 import { createLogger } from './log/logger.ts';
 import { stopOnSignals } from './runtime/stop-on-signals.ts';
 import { SystemdNotifier } from './runtime/systemd-notify.ts';
-import { formatStatus, readStatus } from './status.ts';
-import { imageUsage, runImageCommand } from '../image/cli.ts';
-import { provisionUsage, runProvision } from '../provisioning/cli.ts';
-import { runSimCommand, simUsage } from '../drivers/sim/cli.ts';
 import { loadAgentConfig } from '../provisioning/provisioned.ts';
 
-const usage = `usage: branchline <command> [options]
+// The other commands' modules (image, provisioning, the simulated PSTN, status) are
+// imported by the command that needs them: `start` does not load them (~60 ms of the
+// cold start, docs/decisions/0010).
+async function usage(): Promise<string> {
+  const [{ imageUsage }, { provisionUsage }, { simUsage }] = await Promise.all([
+    import('../image/cli.ts'),
+    import('../provisioning/cli.ts'),
+    import('../drivers/sim/cli.ts'),
+  ]);
+  return `usage: branchline <command> [options]
 
 commands:
   start  --config FILE           run the agent
@@ -19,15 +24,16 @@ commands:
   check-config --config FILE     validate a config file and exit
 ${imageUsage}${provisionUsage}${simUsage}  --version                      print the version
 `;
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
-function configArg(values: { config?: string | undefined }): string {
+async function configArg(values: { config?: string | undefined }): Promise<string> {
   if (!values.config) {
-    process.stderr.write(`missing --config FILE\n\n${usage}`);
+    process.stderr.write(`missing --config FILE\n\n${await usage()}`);
     process.exit(2);
   }
   return values.config;
@@ -101,32 +107,35 @@ async function main(argv: string[]): Promise<void> {
   }
   switch (command) {
     case 'start':
-      return start(configArg(values));
+      return start(await configArg(values));
     case 'status': {
-      const report = await readStatus(load(configArg(values)));
+      const { formatStatus, readStatus } = await import('./status.ts');
+      const report = await readStatus(load(await configArg(values)));
       process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatStatus(report)}\n`);
       return;
     }
     case 'check-config':
-      load(configArg(values));
+      load(await configArg(values));
       process.stdout.write('config ok\n');
       return;
     case 'provision':
-      process.exitCode = await runProvision(values);
+      process.exitCode = await (await import('../provisioning/cli.ts')).runProvision(values);
       return;
-    case 'sim':
-      process.exitCode = await runSimCommand(positionals[1], load(configArg(values)).linecards, values, {
+    case 'sim': {
+      const { runSimCommand } = await import('../drivers/sim/cli.ts');
+      process.exitCode = await runSimCommand(positionals[1], load(await configArg(values)).linecards, values, {
         out: (text) => process.stdout.write(text),
         err: (text) => process.stderr.write(text),
       });
       return;
+    }
     case 'bundle':
     case 'update':
     case 'slots':
-      process.exitCode = await runImageCommand(command, positionals.slice(1), values);
+      process.exitCode = await (await import('../image/cli.ts')).runImageCommand(command, positionals.slice(1), values);
       return;
     default:
-      process.stdout.write(usage);
+      process.stdout.write(await usage());
       if (!values.help && command !== 'help') process.exitCode = 2;
   }
 }

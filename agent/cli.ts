@@ -3,9 +3,9 @@
 // - Node's on-disk compile cache: the agent's modules are read from the cache on
 //   every start after the first, which takes roughly 40 % off the time from start to
 //   the first answered REGISTER (docs/benchmarks.md);
-// - for `start`, V8 heap flags and malloc settings that keep the long-running agent
-//   small under load (agent/runtime/memory-flags.ts): they only work from the
-//   command line, so the process relaunches itself with them when they are missing.
+// - for `start`, V8 heap flags that keep the long-running agent small under load
+//   (agent/runtime/memory-flags.ts): they only work from the command line, where the
+//   launchers put them; started without them, the process relaunches itself once.
 import { enableCompileCache } from 'node:module';
 import { relaunchWithMemoryFlags } from './runtime/memory-flags.ts';
 

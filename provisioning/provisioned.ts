@@ -3,8 +3,7 @@
 // id, the broker login and the configuration the controller chose.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import YAML from 'yaml';
-import { ConfigError, configFromData, loadConfig } from '../agent/config/load.ts';
+import { ConfigError, configFromData, loadConfig, parseConfigText } from '../agent/config/load.ts';
 import type { AgentConfig } from '../agent/config/types.ts';
 import type { ClaimGrant } from './claim/protocol.ts';
 import { writeSecretFile } from './secure-file.ts';
@@ -84,7 +83,8 @@ export function loadAgentConfig(file: string): AgentConfig {
   const local = loadConfig(file);
   const record = readProvisioned(local.state_dir);
   if (!record) return local;
-  const raw = YAML.parse(readFileSync(file, 'utf8')) as Obj;
+  // The same parser as the file alone (js-yaml, YAML 1.2 core schema); loadConfig() above read it already.
+  const raw = parseConfigText(readFileSync(file, 'utf8'), file) as Obj;
   try {
     return configFromData(overlayGrant(raw, record), file);
   } catch (err) {

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import { CORE_SCHEMA, load as parseYaml, YAMLException } from 'js-yaml';
 import { dialPlanProblems } from '../calls/routing/config-checks.ts';
 import { trunkConfigProblems } from '../trunks/config-checks.ts';
 import { peerNetworkProblems } from '../calls/peer-trust.ts';
-import { configSchema } from './schema.ts';
+import { configValidator } from './validator.ts';
 import type { AgentConfig, ListenAddress } from './types.ts';
 
 /** One problem with the config file: the dotted key and why it is wrong. */
@@ -25,9 +25,8 @@ export class ConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
-ajv.addKeyword({ keyword: 'restart', schemaType: 'boolean' });
-const validate = ajv.compile(configSchema);
+// Compiled ahead of time (agent/config/validator.ts).
+const validate = configValidator();
 
 function keyOf(error: ErrorObject): string {
   // instancePath is a JSON pointer (/sip/registrar/min_expires, /extensions/0/number).
@@ -165,7 +164,7 @@ export function loadConfig(file: string): AgentConfig {
  * ~60 ms (docs/decisions/0010-registrar-memory-start-and-load-shedding.md). YAML 1.2 core schema:
  * no dates or merge keys, duplicate keys are an error.
  */
-function parseConfigText(text: string, file: string): unknown {
+export function parseConfigText(text: string, file: string): unknown {
   try {
     return parseYaml(text, { schema: CORE_SCHEMA, filename: file });
   } catch (err) {

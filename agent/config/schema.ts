@@ -1,6 +1,8 @@
 // The single source of truth for configuration: types, defaults and documentation
 // live here; docs/configuration.md describes the same keys for people.
 // `restart` marks keys that only take effect when the agent starts.
+// After changing it, run `node agent/config/build-validator.ts`: the validator is
+// compiled ahead of time (agent/config/validator.ts; a unit test catches a stale one).
 
 const listen = {
   type: 'string',

@@ -6,10 +6,18 @@
 // V8 reads its heap sizing flags when the heap is created, and
 // v8.setFlagsFromString() from inside the process does not change them afterwards
 // (measured: the same RSS with and without it, for the young generation's size and
-// for the old generation's growth factor alike). They must be on the command line:
-// when they are not, the entry point replaces the process with itself plus the flags
-// (process.execve keeps the PID, stdio and arguments; it costs one more Node start,
-// ~40 ms, before any module of ours is loaded).
+// for the old generation's growth factor alike). They must be on the command line,
+// and every launcher puts them there: the installed `branchline` (its shebang runs
+// `env -S node <flags>`), scripts/start.sh, the test and benchmark helpers, the
+// single executable (its execArgv). Only a bare `node agent/cli.ts start` lacks
+// them: the entry point then replaces the process with itself plus the flags
+// (process.execve keeps the PID, stdio and arguments; one more Node start, ~40 ms,
+// before any module of ours is loaded).
+//
+// MALLOC_ARENA_MAX is read by glibc when the process starts, so it too only works
+// from outside; it is worth ~10 MB, less than a relaunch is worth at start, so it
+// never causes one: the service unit and scripts/start.sh set it, and a relaunch
+// made for the V8 flags adds it.
 
 import { isSea } from 'node:sea';
 
@@ -45,9 +53,22 @@ export function missingFlags(execArgv: readonly string[]): string[] {
 }
 
 /**
+ * The command line and environment to relaunch with, or undefined when the V8 flags
+ * are all there already (whatever MALLOC_ARENA_MAX is: alone it is not worth a
+ * second process start).
+ */
+export function relaunchPlan(execArgv: readonly string[], env: NodeJS.ProcessEnv): { flags: string[]; env: Record<string, string | undefined> } | undefined {
+  const flags = missingFlags(execArgv);
+  if (flags.length === 0) return undefined;
+  const relaunchEnv: Record<string, string | undefined> = { ...env, [RELAUNCHED_ENV]: '1' };
+  for (const [key, value] of Object.entries(MALLOC_ENV)) relaunchEnv[key] ??= value;
+  return { flags, env: relaunchEnv };
+}
+
+/**
  * Replaces the current process with the same command plus the memory flags and
- * malloc settings, when any are missing. Returns only when nothing needs doing, or
- * when the process cannot be replaced here (a single executable carries the flags
+ * malloc settings, when V8 flags are missing. Returns only when nothing needs doing,
+ * or when the process cannot be replaced here (a single executable carries the flags
  * in its own execArgv; a platform without execve runs untuned rather than not at
  * all). Call before loading anything else.
  */
@@ -58,16 +79,8 @@ export function relaunchWithMemoryFlags(): void {
     return;
   }
   if (isSea() || typeof process.execve !== 'function') return;
-  const flags = missingFlags(process.execArgv);
-  const env: Record<string, string | undefined> = { ...process.env, [RELAUNCHED_ENV]: '1' };
-  let envChanged = false;
-  for (const [key, value] of Object.entries(MALLOC_ENV)) {
-    if (env[key] === undefined) {
-      env[key] = value;
-      envChanged = true;
-    }
-  }
-  if (flags.length === 0 && !envChanged) return;
-  const args = [process.execPath, ...process.execArgv, ...flags, ...process.argv.slice(1)];
-  process.execve(process.execPath, args, env);
+  const plan = relaunchPlan(process.execArgv, process.env);
+  if (plan === undefined) return;
+  const args = [process.execPath, ...process.execArgv, ...plan.flags, ...process.argv.slice(1)];
+  process.execve(process.execPath, args, plan.env);
 }

@@ -6,11 +6,13 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { parseListen } from '../config/load.ts';
 import type { AgentConfig } from '../config/types.ts';
-import type { AgentEvents, EventBus, EventName } from '../events/bus.ts';
+import type { AgentEvents, EventBus } from '../events/bus.ts';
+import type { BacklogEntry } from '../events/backlog.ts';
 import type { Database } from '../store/db.ts';
 import type { GroupCommitter, Statement } from '../store/group-commit.ts';
 import { CommandResponder, COMMAND_MEMORY_MS } from './commands.ts';
 import { Drainer } from './drainer.ts';
+import { FORWARDED_EVENTS } from './forwarded-events.ts';
 import { EmbeddedBroker } from './embedded-broker.ts';
 import { brokerUrlForLogs, MqttLink } from './link.ts';
 import { outboxStatements, SqliteOutbox, type NewOutboxMessage, type Outbox, type OutboxDepth } from './outbox.ts';
@@ -41,10 +43,12 @@ export interface SyncServiceOptions {
   agentVersion?: string;
   /** Defaults to a fresh UUID: one per process run. */
   boot?: string;
+  /**
+   * Forwarded events emitted before sync started (agent/events/backlog.ts): taken,
+   * and queued ahead of the live ones, once this service listens on the bus.
+   */
+  backlog?: () => BacklogEntry[];
 }
-
-/** Bus events that travel to the controller on the `events` stream. */
-const FORWARDED_EVENTS: readonly EventName[] = ['registration.added', 'registration.removed', 'security.lockout', 'security.scanner'];
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -184,15 +188,16 @@ export class SyncService {
     link.onMessage((topic, payload, packet) => this.#onMessage(topic, payload, packet.properties));
     await link.subscribe([topics.ack(site), topics.desiredConfig(site), topics.siteCommand(site), topics.controllerState]);
 
+    const forward = (name: string, payload: unknown): void => {
+      this.enqueue({ stream: 'events', type: name, data: payload }).catch((err: unknown) => {
+        log.error({ event: 'sync.enqueue_failed', type: name, err }, 'could not queue an event for the controller');
+      });
+    };
     for (const name of FORWARDED_EVENTS) {
-      this.#unsubscribe.push(
-        bus.on(name, (payload: AgentEvents[typeof name]) => {
-          this.enqueue({ stream: 'events', type: name, data: payload }).catch((err: unknown) => {
-            log.error({ event: 'sync.enqueue_failed', type: name, err }, 'could not queue an event for the controller');
-          });
-        }),
-      );
+      this.#unsubscribe.push(bus.on(name, (payload: AgentEvents[typeof name]) => forward(name, payload)));
     }
+    // In the same turn as the listeners above: every event once, in order.
+    for (const early of this.#o.backlog?.() ?? []) forward(early.name, early.payload);
     this.#unsubscribe.push(
       bus.on('health.mode', ({ mode }) => {
         if (mode === this.#mode) return;

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { parseListen } from '../config/load.ts';
 import type { AgentConfig } from '../config/types.ts';
 import type { EventBus } from '../events/bus.ts';
+import type { BacklogEntry } from '../events/backlog.ts';
 import { HealthMonitor } from '../health/monitor.ts';
 import type { ProbeTarget } from '../health/probe.ts';
 import type { AgentHealthSources } from '../health/telemetry.ts';
@@ -28,6 +29,8 @@ export interface SiteSyncOptions {
   /** What the agent knows about itself; missing ones report 0 until their feature lands. */
   sources?: Partial<Omit<AgentHealthSources, 'outbox'>>;
   agentVersion?: string;
+  /** Forwarded events from before sync started (agent/events/backlog.ts). */
+  backlog?: () => BacklogEntry[];
 }
 
 /** The WAN probe targets: `health.probes`, else the broker of `mqtt.url`, else none. */
@@ -102,7 +105,7 @@ export class SiteSync {
 
   async start(): Promise<void> {
     const { config, logger, bus, db, committer, sources } = this.#o;
-    const sync = new SyncService({ config, logger, bus, db, committer, ...(this.#o.agentVersion ? { agentVersion: this.#o.agentVersion } : {}) });
+    const sync = new SyncService({ config, logger, bus, db, committer, ...(this.#o.agentVersion ? { agentVersion: this.#o.agentVersion } : {}), ...(this.#o.backlog ? { backlog: this.#o.backlog } : {}) });
     this.#sync = sync;
     // The monitor first: it must hear the link's first `up`.
     const health = new HealthMonitor({

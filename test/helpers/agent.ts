@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { MALLOC_ENV, V8_MEMORY_FLAGS } from '../../agent/runtime/memory-flags.ts';
 import { freeUdpTcpPort } from './ports.ts';
 import { isRunning, killNow, stopProcess, track } from './proc.ts';
 
@@ -59,6 +60,12 @@ export interface StartAgentOptions {
   discardStdout?: boolean;
   /** Keep at most this many log lines in memory (oldest dropped); default 50,000. */
   maxLogLines?: number;
+  /**
+   * Node's options before the script. Default: the memory flags, as the installed
+   * `branchline`, scripts/start.sh and the service give them (no relaunch); `[]`
+   * starts it bare, as `node agent/cli.ts start` (it relaunches itself with them).
+   */
+  nodeFlags?: readonly string[];
 }
 
 export interface AgentHandle {
@@ -176,15 +183,18 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   const configPath = path.join(workDir, 'config.yaml');
   await writeFile(configPath, YAML.stringify(config));
 
-  const args = [CLI, 'start', '--config', configPath];
+  const nodeFlags = opts.nodeFlags ?? V8_MEMORY_FLAGS;
+  const args = [...nodeFlags, CLI, 'start', '--config', configPath];
+  // With the flags given, the malloc setting too, as the service unit sets it.
+  const env = { ...process.env, ...(nodeFlags.length > 0 ? MALLOC_ENV : {}), ...opts.env };
   const spawnedAt = performance.now();
   const stdio: ['ignore', 'pipe' | 'ignore', 'pipe'] = ['ignore', opts.discardStdout ? 'ignore' : 'pipe', 'pipe'];
   const child =
     opts.netns !== undefined
-      ? spawn('ip', ['netns', 'exec', opts.netns, process.execPath, ...args], { cwd: REPO_ROOT, stdio, env: { ...process.env, ...opts.env } })
+      ? spawn('ip', ['netns', 'exec', opts.netns, process.execPath, ...args], { cwd: REPO_ROOT, stdio, env })
       : opts.cpu === undefined
-      ? spawn(process.execPath, args, { cwd: REPO_ROOT, stdio, env: { ...process.env, ...opts.env } })
-      : spawn('taskset', ['-c', String(opts.cpu), process.execPath, ...args], { cwd: REPO_ROOT, stdio, env: { ...process.env, ...opts.env } });
+      ? spawn(process.execPath, args, { cwd: REPO_ROOT, stdio, env })
+      : spawn('taskset', ['-c', String(opts.cpu), process.execPath, ...args], { cwd: REPO_ROOT, stdio, env });
   track(child);
 
   const maxLines = opts.maxLogLines ?? 50_000;

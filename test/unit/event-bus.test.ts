@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { EventBacklog } from '../../agent/events/backlog.ts';
 import { EventBus } from '../../agent/events/bus.ts';
 import { createLogger } from '../../agent/log/logger.ts';
 
@@ -45,4 +46,20 @@ test('the logger redacts passwords and authorization wherever they appear', () =
   const logger = createLogger('info', stream);
   logger.info({ password: 'p1', ext: { password: 'p2' }, extensions: [{ password: 'p3' }], authorization: 'Digest x' }, 'x');
   assert.ok(!/p1|p2|p3|Digest x/.test(lines.join('')), lines.join(''));
+});
+
+test('a backlog keeps the named events until taken, in order, then stops recording', () => {
+  const bus = new EventBus(createLogger('silent'));
+  const backlog = new EventBacklog(bus, ['registration.added', 'security.lockout']);
+  bus.emit('registration.added', { extension: '1001', contact: 'sip:1001@10.0.0.2', expiresAt: 1, source: 'udp:10.0.0.2:5060' });
+  bus.emit('registration.refreshed', { extension: '1001', contact: 'sip:1001@10.0.0.2', expiresAt: 2, source: 'udp:10.0.0.2:5060' });
+  bus.emit('security.lockout', { source: '10.0.0.9', failures: 5, until: 3 });
+  // A late subscriber attaches and takes the backlog in the same turn: nothing twice, nothing missed.
+  const live: string[] = [];
+  bus.on('registration.added', (e) => live.push(e.extension));
+  const early = backlog.take();
+  assert.deepEqual(early.map((e) => e.name), ['registration.added', 'security.lockout']);
+  bus.emit('registration.added', { extension: '1002', contact: 'sip:1002@10.0.0.3', expiresAt: 4, source: 'udp:10.0.0.3:5060' });
+  assert.deepEqual(live, ['1002']);
+  assert.deepEqual(backlog.take(), [], 'no longer recording');
 });
