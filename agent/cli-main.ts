@@ -70,7 +70,12 @@ async function start(file: string): Promise<void> {
     systemd.startWatchdog(() => !stopping);
   } catch (err) {
     const code = (err as { code?: string }).code;
-    logger.fatal({ err, code }, `agent failed to start: ${(err as Error).message}`);
+    const message = err instanceof Error ? err.message : String(err);
+    logger.fatal({ err, code }, `agent failed to start: ${message}`);
+    // Also on stderr, whatever log.level says: the log goes to stdout, may be silenced
+    // or not kept by whoever started us, and an exit 1 without a word on stderr leaves
+    // a supervisor (or a test helper) with nothing to say (e.g. a SIP port in use).
+    process.stderr.write(`branchline: agent failed to start: ${message}${code ? ` (${code})` : ''}\n`);
     await agent.stop().catch(() => undefined);
     process.exit(1);
   }

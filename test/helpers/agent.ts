@@ -235,7 +235,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     return new Promise((resolve, reject) => {
       const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
         done();
-        reject(new AgentStartError(`agent exited (${exitCodeOf(code, signal)}) before the awaited log line`, code, stderrText));
+        // The agent's own last words are in its log (stdout) as well as on stderr.
+        const last = lines.slice(-5).map((l) => JSON.stringify(l)).join('\n');
+        reject(new AgentStartError(`agent exited (${exitCodeOf(code, signal)}) before the awaited log line; last log lines:\n${last}`, code, stderrText));
       };
       const listener = (line: LogLine): void => {
         if (!predicate(line)) return;
