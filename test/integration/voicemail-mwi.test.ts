@@ -17,6 +17,7 @@ import { configFromData } from '../../agent/config/load.ts';
 import { PcmSource } from '../../agent/media/audio-source.ts';
 import { MediaEngine } from '../../agent/media/engine.ts';
 import { writeWavFile } from '../../agent/media/wav.ts';
+import { UNSOLICITED_AFTER_REGISTER_MS } from '../../agent/voicemail/mwi/mwi-service.ts';
 import { freeUdpTcpPort } from '../helpers/ports.ts';
 import { authorization, challengesOf, headerValuesOf, registerRequest } from '../helpers/sip-client.ts';
 import { logValues, runSipp, writeUsersFile } from '../helpers/sipp.ts';
@@ -308,6 +309,19 @@ test('subscription refresh and expiry: each refresh gets a NOTIFY; a subscriptio
   // The dialog is over: a refresh now is for a subscription that does not exist.
   phone.subscribe('1001', 3, 10, toTag);
   await phone.next('481', (m) => m.startsWith('SIP/2.0 481'));
+});
+
+test('a phone that subscribes right after registering gets no unsolicited NOTIFY, only the NOTIFYs of its dialog', async (t) => {
+  const site = await startSite(t);
+  const phone = await rawPhone(t, site);
+  await phone.register('1001', 'secret1');
+  phone.subscribe('1001', 1, 120);
+  await phone.next('200 to SUBSCRIBE', (m) => m.startsWith('SIP/2.0 200') && m.includes('SUBSCRIBE'));
+  const inDialog = (m: string): boolean => m.startsWith('NOTIFY ') && headerValuesOf(m, 'Call-ID')[0] === `sub-${phone.port}`;
+  await phone.next('first NOTIFY', inDialog);
+  // Past the moment the unsolicited NOTIFY of the registration would have gone out.
+  await sleep(UNSOLICITED_AFTER_REGISTER_MS + 1000);
+  assert.deepEqual(phone.inbox.filter((m) => m.startsWith('NOTIFY ') && !inDialog(m)).map((m) => m.split('\r\n').find((l) => l.startsWith('Call-ID'))), [], 'no NOTIFY outside the dialog');
 });
 
 test('one NOTIFY in flight per subscription: changes while the phone has not answered coalesce into one NOTIFY with the latest counts', async (t) => {

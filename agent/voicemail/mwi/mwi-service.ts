@@ -10,7 +10,10 @@
 //   - when the agent starts: subscriptions are restored from SQLite and every
 //     registered phone of a mailbox is told the current state.
 // Subscribed phones get NOTIFY inside their dialog; registered contacts without a
-// subscription get an out-of-dialog NOTIFY (when voicemail.mwi.unsolicited).
+// subscription get an out-of-dialog NOTIFY (when voicemail.mwi.unsolicited) — never a
+// phone that holds a subscription: after a REGISTER the unsolicited NOTIFY waits
+// UNSOLICITED_AFTER_REGISTER_MS for the SUBSCRIBE that usually follows, and whether
+// the phone is subscribed is checked again right before anything is sent.
 //
 // Who may subscribe: the SUBSCRIBE must come from the address (transport, IP, and
 // for UDP the port) of a live registration of that mailbox's extension — the phone
@@ -43,6 +46,15 @@ export interface MwiDeps {
 
 const SWEEP_MS = 1000;
 const ANNOUNCE_CONCURRENCY = 32;
+/**
+ * How long after a REGISTER the unsolicited NOTIFY waits. A phone that subscribes
+ * sends its SUBSCRIBE right after the 200 to its REGISTER; an unsolicited NOTIFY sent
+ * at once would reach it while it is about to hold (or already holds) a subscription,
+ * and a phone that only knows NOTIFYs inside its dialog ignores it — over UDP the
+ * agent then retransmits it for Timer F (32 s). Waiting lets the subscription arrive
+ * first; a phone that never subscribes gets its lamp this much later.
+ */
+export const UNSOLICITED_AFTER_REGISTER_MS = 2000;
 
 /** "udp:1.2.3.4:5060" (Binding.source) → an Endpoint. */
 export function endpointOfSource(source: string): Endpoint | undefined {
@@ -60,6 +72,8 @@ export class MwiService {
   readonly #subs = new Map<string, Subscription>();
   /** In-dialog NOTIFYs in flight, by dialog id (#notify). */
   readonly #sending = new Map<string, { again: boolean; state: string | undefined; done: Promise<void> }>();
+  /** Unsolicited NOTIFYs waiting out UNSOLICITED_AFTER_REGISTER_MS, by mailbox and contact. */
+  readonly #afterRegister = new Map<string, NodeJS.Timeout>();
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: Array<() => void> = [];
   #sent = 0;
@@ -106,6 +120,8 @@ export class MwiService {
     this.#unsubscribe = [];
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    for (const t of this.#afterRegister.values()) clearTimeout(t);
+    this.#afterRegister.clear();
   }
 
   // ---- SUBSCRIBE -------------------------------------------------------------
@@ -234,14 +250,29 @@ export class MwiService {
       await Promise.all(subs.map((s) => this.#notify(s)));
       return;
     }
-    if (this.#deps.settings.unsolicited) await this.#notifyUnsolicited(extension, binding);
+    if (!this.#deps.settings.unsolicited) return;
+    // Not at once (UNSOLICITED_AFTER_REGISTER_MS): the phone may be about to subscribe.
+    // A later REGISTER of the same contact restarts the wait.
+    const key = `${extension} ${contact}`;
+    clearTimeout(this.#afterRegister.get(key));
+    const timer = setTimeout(() => {
+      this.#afterRegister.delete(key);
+      // Still registered (the binding of the moment: source and contact may have changed)?
+      const current = this.#deps.bindings(extension).find((b) => b.contact === contact);
+      if (current !== undefined) void this.#notifyUnsolicitedIfUnsubscribed(extension, current);
+    }, UNSOLICITED_AFTER_REGISTER_MS);
+    timer.unref();
+    this.#afterRegister.set(key, timer);
+  }
+
+  #subscribedFrom(mailbox: string, flow: Endpoint): boolean {
+    return [...this.#subs.values()].some((s) => s.mailbox === mailbox && s.dialog.flow !== undefined && sameFlow(s.dialog.flow, flow));
   }
 
   async #notifyUnsolicitedIfUnsubscribed(mailbox: string, binding: Binding): Promise<void> {
     const flow = endpointOfSource(binding.source);
     if (flow === undefined) return;
-    const subscribed = [...this.#subs.values()].some((s) => s.mailbox === mailbox && s.dialog.flow !== undefined && sameFlow(s.dialog.flow, flow));
-    if (!subscribed) await this.#notifyUnsolicited(mailbox, binding);
+    if (!this.#subscribedFrom(mailbox, flow)) await this.#notifyUnsolicited(mailbox, binding);
   }
 
   #account(mailbox: string): string {
@@ -307,6 +338,8 @@ export class MwiService {
     const dest = endpointOfSource(binding.source);
     if (dest === undefined) return;
     const counts = await this.#deps.counts(mailbox);
+    // The phone may have subscribed while the counts were read: it is told in its dialog.
+    if (this.#subscribedFrom(mailbox, dest)) return;
     const account = this.#account(mailbox);
     const req: SipRequest = {
       kind: 'request',
