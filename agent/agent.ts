@@ -309,6 +309,7 @@ export class Agent {
       { CallRecordStore },
       { FeatureStateStore },
       { registerVoicemailTargets },
+      { featureTargetHandler },
     ] = await Promise.all([
       import('./calls/caller-auth.ts'),
       import('./calls/call-core.ts'),
@@ -323,6 +324,7 @@ export class Agent {
       import('./store/call-records.ts'),
       import('./store/feature-state.ts'),
       import('./voicemail/call-targets.ts'),
+      import('./calls/feature-target.ts'),
     ]);
     const m = config.media;
     const wildcard = m.bind_address === '0.0.0.0' || m.bind_address === '::';
@@ -385,7 +387,13 @@ export class Agent {
     });
     this.#calls.start();
     // Unanswered calls to a mailbox and the *97/*98 codes: voicemail carries them out.
-    if (this.#voicemail !== undefined) registerVoicemailTargets(this.#calls, { voicemail: this.#voicemail, media: this.#media, logger: logger.child({ subsystem: 'voicemail' }) });
+    const voicemailTargets = this.#voicemail !== undefined ? { voicemail: this.#voicemail, media: this.#media, logger: logger.child({ subsystem: 'voicemail' }) } : undefined;
+    if (voicemailTargets !== undefined) registerVoicemailTargets(this.#calls, voicemailTargets);
+    // Feature codes (*78 DND, *72 forward..., *98, *43 echo): agent/calls/feature-target.ts.
+    this.#calls.setTargetHandler(
+      'feature',
+      featureTargetHandler({ features: featureState, media: this.#media, logger: logger.child({ subsystem: 'calls' }), ...(voicemailTargets !== undefined ? { voicemail: voicemailTargets } : {}) }),
+    );
     // Transfer (REFER, RFC 3515): agent/calls/features.
     const transfer = new CallTransfer({ ...this.#calls.placement, routingState: this.#calls.routingState, core: this.#calls, log: logger.child({ subsystem: 'calls' }) });
     this.#calls.setInDialogHandler('REFER', transfer.handleRefer);

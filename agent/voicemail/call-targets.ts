@@ -20,8 +20,12 @@ export interface VoicemailTargetDeps {
   logger: Logger;
 }
 
-/** Answers `session` with a fresh RTP session; undefined when the call is gone or its SDP is unusable (answered 488). */
-async function answerWithMedia(deps: VoicemailTargetDeps, session: CallSession, by: string): Promise<RtpSession | 'done' | undefined> {
+/**
+ * Answers `session` with a fresh RTP session (application mode); 'done' when its SDP
+ * is unusable (answered 488), undefined when the call is gone. Also used by the
+ * feature-code handler (agent/calls/feature-target.ts).
+ */
+export async function answerWithMedia(deps: { media: MediaEngine }, session: CallSession, by: string): Promise<RtpSession | 'done' | undefined> {
   const leg = await deps.media.createSession({ logger: session.log });
   let answer: ReturnType<typeof answerOffer>;
   try {
@@ -44,14 +48,14 @@ async function answerWithMedia(deps: VoicemailTargetDeps, session: CallSession, 
 }
 
 /** Runs `app` on the answered call, then hangs up; resolves at once with 'answered'. */
-function runApplication(deps: VoicemailTargetDeps, session: CallSession, leg: RtpSession, what: string, app: () => Promise<unknown>): TargetOutcome {
+export function runApplication(deps: { logger: Logger }, session: CallSession, leg: RtpSession, what: string, app: () => Promise<unknown>): TargetOutcome {
   void (async () => {
     try {
       await app();
     } catch (err) {
-      deps.logger.error({ event: 'voicemail.call_failed', err }, `voicemail ${what} failed: ${(err as Error).message}`);
+      deps.logger.error({ event: 'application.failed', err }, `${what} failed: ${(err as Error).message}`);
     }
-    await session.hangup('system', `voicemail ${what} done`).catch(() => undefined);
+    await session.hangup('system', `${what} done`).catch(() => undefined);
     await leg.stop();
   })();
   return 'answered';
@@ -66,7 +70,7 @@ export function registerVoicemailTargets(core: TargetRegistry, deps: VoicemailTa
     if (leg === 'done') return 'done';
     if (leg === undefined) return 'answered';
     const caller = session.request.caller;
-    return runApplication(deps, session, leg, 'deposit', () =>
+    return runApplication(deps, session, leg, 'voicemail deposit', () =>
       deps.voicemail.deposit(leg, { mailbox: target.mailbox, reason: target.reason, caller: { number: caller.number, ...(caller.name ? { name: caller.name } : {}) } }),
     );
   });
@@ -87,5 +91,5 @@ export async function carryOutRetrieval(deps: VoicemailTargetDeps, session: Call
   const leg = await answerWithMedia(deps, session, 'voicemail');
   if (leg === 'done') return 'done';
   if (leg === undefined) return 'answered';
-  return runApplication(deps, session, leg, 'retrieval', () => deps.voicemail.retrieve(leg, request));
+  return runApplication(deps, session, leg, 'voicemail retrieval', () => deps.voicemail.retrieve(leg, request));
 }
