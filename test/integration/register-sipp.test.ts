@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { agentStatus, bindingsOf, startAgent, type AgentHandle, type ExtensionSpec } from '../helpers/agent.ts';
 import { freeUdpTcpPort } from '../helpers/ports.ts';
-import { challengesOf, registerRequest, registerWithAuth, UdpPeer } from '../helpers/sip-client.ts';
+import { authorization, challengesOf, registerRequest, registerWithAuth, UdpPeer } from '../helpers/sip-client.ts';
 import {
   assertAllSucceeded,
   logValues,
@@ -150,7 +150,7 @@ describe('registrar challenges with SHA-256 first (default config)', () => {
   let agent: AgentHandle;
 
   before(async () => {
-    agent = await startAgent({ extensions: EXTENSIONS.slice(0, 2) });
+    agent = await startAgent({ extensions: EXTENSIONS.slice(0, 3) });
   });
 
   after(async () => {
@@ -187,6 +187,41 @@ describe('registrar challenges with SHA-256 first (default config)', () => {
       const wrong = await registerWithAuth(peer, agent.udpPort, { user: '1002', password: 'secret1001', domain: agent.domain, algorithm: 'SHA-256' });
       assert.equal(statusCode(wrong), 403);
       assert.deepEqual(bindingsOf(await agentStatus(agent.configPath), '1002'), []);
+    } finally {
+      peer.close();
+    }
+  });
+
+  test('a retransmitted REGISTER: without credentials it is challenged again (nothing kept), with them it gets the same 200 (no second write)', async () => {
+    const peer = await UdpPeer.open();
+    try {
+      const base = { user: '1003', domain: agent.domain, localPort: peer.port, callId: 'retx-1003', expires: 600 };
+      // The same datagram twice: the challenge is sent without transaction state,
+      // so the copy reaches the registrar again and gets a challenge of its own.
+      const unauthenticated = registerRequest({ ...base, cseq: 1 });
+      const first = await peer.exchange(unauthenticated, agent.udpPort);
+      const again = await peer.exchange(unauthenticated, agent.udpPort);
+      assert.equal(statusCode(first), 401);
+      assert.equal(statusCode(again), 401);
+      const [challenge] = challengesOf(again ?? '');
+      assert.ok(challenge);
+      assert.notEqual(challenge.nonce, challengesOf(first ?? '')[0]?.nonce, 'a fresh challenge, not a stored copy');
+
+      const auth = authorization({ challenge, username: '1003', password: 'secret1003', method: 'REGISTER', uri: `sip:${agent.domain}` });
+      const authenticated = registerRequest({ ...base, cseq: 2, auth });
+      const ok = await peer.exchange(authenticated, agent.udpPort);
+      assert.equal(statusCode(ok), 200, ok?.split('\r\n')[0]);
+      const [stored] = bindingsOf(await agentStatus(agent.configPath), '1003');
+      assert.ok(stored);
+      // Past the next second of the Date header: a 200 made again would differ. And
+      // the registrar would take the same nonce-count as a replay and challenge it.
+      await sleep(1100);
+      const okAgain = await peer.exchange(authenticated, agent.udpPort);
+      assert.equal(okAgain, ok, 'the identical 200, from the completed transaction');
+      const after = bindingsOf(await agentStatus(agent.configPath), '1003');
+      assert.equal(after.length, 1);
+      assert.equal(after[0]?.contact, stored.contact);
+      assert.ok((after[0]?.expires_in ?? Infinity) < stored.expires_in, 'still counting down: the binding was not written again');
     } finally {
       peer.close();
     }

@@ -752,6 +752,23 @@ describe('completed transactions', () => {
     assert.equal(store.arenaBytes, 0);
   });
 
+  it('reuse the chunks of expired entries at a steady rate, and keep none once empty', () => {
+    const store = new CompletedResponseStore({ chunkBytes: 4096 });
+    const response = Buffer.alloc(400, 0x41);
+    // 10 entries per tick, each living 32 ticks: ~32 chunks live, a sweep per tick.
+    let peakChunks = 0;
+    for (let tick = 0; tick < 500; tick++) {
+      for (let i = 0; i < 10; i++) store.add(`k${tick}-${i}`, response, tick + 32);
+      store.sweep(tick);
+      peakChunks = Math.max(peakChunks, (store.arenaBytes + store.spareBytes) / 4096);
+      if (tick > 100) assert.ok(store.spareBytes <= (4 + Math.ceil(store.arenaBytes / 4096 / 32)) * 4096);
+    }
+    assert.ok(peakChunks <= 36 + 6, `${peakChunks} chunks at most for ~32 live`);
+    assert.equal(store.lookup('k499-9', 499)?.length, 400);
+    store.sweep(Number.POSITIVE_INFINITY);
+    assert.equal(store.arenaBytes + store.spareBytes, 0);
+  });
+
   it('expire after Timer J on UDP, after which a retransmission is a new request', async () => {
     const stack = new SipStack(options({ timers: { t1: 10, t2: 40, t4: 50 } })); // Timer J = 640 ms
     let calls = 0;

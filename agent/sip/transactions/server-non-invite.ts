@@ -8,7 +8,7 @@ import { serialize } from '../serialize.ts';
 import type { Endpoint, SipRequest, SipResponse } from '../types.ts';
 import type { TransactionContext } from './context.ts';
 
-export type FinalHandler = (txn: NonInviteServerTransaction, finalBytes: Buffer) => void;
+export type FinalHandler = (txn: NonInviteServerTransaction, finalBytes: Buffer, final: SipResponse) => void;
 
 export class NonInviteServerTransaction {
   readonly key: string;
@@ -53,7 +53,7 @@ export class NonInviteServerTransaction {
     } else {
       this.state = 'completed';
       this.lastProvisional = undefined;
-      this.onFinal(this, bytes);
+      this.onFinal(this, bytes, response);
     }
     return true;
   }

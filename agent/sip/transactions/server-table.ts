@@ -5,7 +5,8 @@
 
 import { responseDestination } from '../transport.ts';
 import { timerJ } from '../timers.ts';
-import type { Endpoint, SipRequest } from '../types.ts';
+import type { Endpoint, SipRequest, SipResponse } from '../types.ts';
+import { compactResponse, expandResponse } from './compact-response.ts';
 import { CompletedResponseStore } from './completed-store.ts';
 import type { TransactionContext } from './context.ts';
 import { InviteServerTransaction } from './server-invite.ts';
@@ -48,11 +49,12 @@ export class ServerTransactionTable {
       txn.receiveRetransmission();
       return true;
     }
-    const bytes = this.completed.lookup(key, this.now());
-    if (bytes === undefined) return false;
+    const kept = this.completed.lookup(key, this.now());
+    if (kept === undefined) return false;
     this.ctx.countAbsorbed();
+    const bytes = expandResponse(kept, req);
     const via = req.headers.via[0];
-    if (via !== undefined) this.ctx.sendQuietly(bytes, responseDestination(via, source));
+    if (via !== undefined && bytes !== undefined) this.ctx.sendQuietly(bytes, responseDestination(via, source));
     return true;
   }
 
@@ -61,7 +63,7 @@ export class ServerTransactionTable {
   }
 
   createNonInvite(key: string, req: SipRequest, source: Endpoint, destination: Endpoint): NonInviteServerTransaction {
-    const txn = new NonInviteServerTransaction(key, req, source, destination, this.now(), this.ctx, (t, bytes) => this.completeNonInvite(t, bytes));
+    const txn = new NonInviteServerTransaction(key, req, source, destination, this.now(), this.ctx, (t, bytes, final) => this.completeNonInvite(t, bytes, final));
     this.live.set(key, txn);
     return txn;
   }
@@ -102,11 +104,12 @@ export class ServerTransactionTable {
     this.completed.clear();
   }
 
-  private completeNonInvite(txn: NonInviteServerTransaction, bytes: Buffer): void {
+  private completeNonInvite(txn: NonInviteServerTransaction, bytes: Buffer, final: SipResponse): void {
     if (this.live.get(txn.key) === txn) this.live.delete(txn.key);
     const wait = timerJ(this.ctx.timers, txn.destination.transport);
     if (wait === 0) return;
-    if (!this.completed.add(txn.key, bytes, this.now() + wait)) {
+    // Without the lines a retransmission of the request gives back (compact-response.ts).
+    if (!this.completed.add(txn.key, compactResponse(txn.request, final, bytes), this.now() + wait)) {
       this.ctx.log.debug({ method: txn.request.method, bytes: bytes.length }, 'response too large to keep for retransmissions');
     }
   }
