@@ -16,12 +16,13 @@ const files = readdirSync(corpusDir).filter((f) => f.endsWith('.dat')).sort();
 /**
  * What the agent answers each message with (undefined: no answer). REGISTER without
  * credentials is challenged (401), an INVITE from an unauthenticated caller too (407,
- * the call core's Proxy-Authenticate), OPTIONS answered (200), methods it does not
- * serve get 501. RFC 4475 names the rest.
+ * the call core's Proxy-Authenticate) — unless it carries a To tag naming a dialog
+ * that does not exist (wsinv.dat: 481, RFC 3261 12.2.2) —, OPTIONS answered (200),
+ * methods it does not serve get 501. RFC 4475 names the rest.
  */
 const expected: Record<string, number | undefined> = {
   // 3.1.1 valid
-  'wsinv.dat': 407, 'intmeth.dat': 501, 'esc01.dat': 407, 'escnull.dat': 401, 'esc02.dat': 501,
+  'wsinv.dat': 481, 'intmeth.dat': 501, 'esc01.dat': 407, 'escnull.dat': 401, 'esc02.dat': 501,
   'lwsdisp.dat': 200, 'longreq.dat': 407, 'dblreq.dat': 401, 'semiuri.dat': 200, 'transports.dat': 200,
   'mpart01.dat': 415, 'unreason.dat': undefined, 'noreason.dat': undefined,
   // 3.1.2 invalid: requests 400 (505 for a version we do not speak), responses dropped
