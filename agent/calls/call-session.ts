@@ -24,7 +24,7 @@ import type { CallDisposition } from './call-record.ts';
 import type { MediaPath, Side } from './media-path.ts';
 import type { DialPlan, FailureOutcome, RouteDecision, RouteRequest, RouteTarget, RoutingState } from './routing/types.ts';
 import { SITE_HEADER } from './peer-trust.ts';
-import { ALLOWED_METHODS, InboundSipLeg, OutboundSipLeg, reasonHeader, type ContactFor } from './sip-leg.ts';
+import { ALLOWED_METHODS, InboundSipLeg, OutboundSipLeg, reasonHeader, reasonPhrase, type ContactFor } from './sip-leg.ts';
 
 /** What a session needs from the core; the core owns the tables and the stack. */
 export interface SessionContext {
@@ -761,17 +761,7 @@ export class CallSession {
 }
 
 function phraseOf(status: number): string {
-  const phrases: Record<number, string> = {
-    403: 'Forbidden',
-    404: 'Not Found',
-    480: 'Temporarily Unavailable',
-    484: 'Address Incomplete',
-    486: 'Busy Here',
-    488: 'Not Acceptable Here',
-    503: 'Service Unavailable',
-    603: 'Decline',
-  };
-  return phrases[status] ?? (status >= 500 ? 'Server Error' : 'Request Failed');
+  return reasonPhrase(status) ?? (status >= 500 ? 'Server Error' : 'Request Failed');
 }
 
 function dispositionOf(status: number): CallDisposition {

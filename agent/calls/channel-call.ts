@@ -11,13 +11,12 @@
 
 import type { Logger } from 'pino';
 import { causeText } from '../../drivers/q850.ts';
-import type { CallerId, ChannelRef, FrameLaw, LineCard, ReleaseEvent } from '../../drivers/types.ts';
+import type { ChannelRef, FrameLaw, LineCard, ReleaseEvent } from '../../drivers/types.ts';
 import { acceptAnswer, answerOffer, createOffer, SdpNegotiationError, SdpOrigin, type CodecName, type MediaEngine, type RtpSession } from '../media/index.ts';
 import { DialogError } from '../sip/dialog.ts';
 import type { IncomingRequest } from '../sip/stack.ts';
 import { TrunkError } from '../trunks/errors.ts';
-import type { DidTarget } from '../trunks/plan.ts';
-import type { OutboundTrunkCall } from '../trunks/trunk-service.ts';
+import type { InboundTrunkCall, OutboundTrunkCall } from '../trunks/trunk-service.ts';
 import type { Call, LegInfo } from './call.ts';
 import type { AdoptedCall, AdoptedCallLink } from './call-core.ts';
 import type { CallDisposition } from './call-record.ts';
@@ -30,17 +29,8 @@ import type { DialPlan, FailureOutcome, RouteDecision, RouteRequest, RoutingStat
 import { ALLOWED_METHODS, reasonHeader, type OutboundSipLeg } from './sip-leg.ts';
 import type { TrunkDialer } from './trunk-target.ts';
 
-/** What the bridge needs of an inbound call the trunks accepted (InboundTrunkCall has it). */
-export interface LineCall {
-  card: LineCard;
-  channel: ChannelRef;
-  callerId: CallerId;
-  dialled: string;
-  target: DidTarget;
-  tenant: string;
-  answer(): Promise<void>;
-  release(cause?: number): Promise<void>;
-}
+/** What the bridge needs of an inbound call the trunks accepted: all of it but the channel grant, which the trunks keep. */
+export type LineCall = Omit<InboundTrunkCall, 'grant'>;
 
 /** What a line call needs of voicemail (agent/voicemail/voicemail.ts). */
 export interface LineVoicemail {

@@ -18,6 +18,28 @@ export function reasonHeader(status: number, text: string): string {
   return `SIP;cause=${status};text="${text.replace(/["\\\r\n]/g, '')}"`;
 }
 
+/** RFC 3261 reason phrases of the final responses the call core gives. */
+const REASON_PHRASES: Readonly<Record<number, string>> = {
+  403: 'Forbidden',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  410: 'Gone',
+  480: 'Temporarily Unavailable',
+  484: 'Address Incomplete',
+  486: 'Busy Here',
+  487: 'Request Terminated',
+  488: 'Not Acceptable Here',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Server Time-out',
+  603: 'Decline',
+};
+
+export function reasonPhrase(status: number): string | undefined {
+  return REASON_PHRASES[status];
+}
+
 /** Builds our Contact URI for a transport (set by the core from the stack's addresses). */
 export type ContactFor = (transport: TransportName, user: string) => string;
 

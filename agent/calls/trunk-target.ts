@@ -16,6 +16,7 @@ import type { ExternalCallRequest } from '../trunks/router.ts';
 import type { OutboundTrunkCall } from '../trunks/trunk-service.ts';
 import type { CallDisposition } from './call-record.ts';
 import type { CallSession, TargetHandler, TargetOutcome } from './call-session.ts';
+import { reasonPhrase } from './sip-leg.ts';
 import { onChannelEvent } from './channel-events.ts';
 import { ChannelMedia } from './channel-media.ts';
 import { channelName, codecsFor, lawOf } from './channel-call.ts';
@@ -29,21 +30,6 @@ export interface ExternalTargetDeps {
   trunks: TrunkDialer;
   media: MediaEngine;
 }
-
-const PHRASES: Readonly<Record<number, string>> = {
-  403: 'Forbidden',
-  404: 'Not Found',
-  408: 'Request Timeout',
-  410: 'Gone',
-  480: 'Temporarily Unavailable',
-  484: 'Address Incomplete',
-  486: 'Busy Here',
-  487: 'Request Terminated',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Server Time-out',
-};
 
 function dispositionOf(status: number): CallDisposition {
   if (status === 486 || status === 600) return 'busy';
@@ -112,7 +98,7 @@ class OutboundLineCall {
       session.log.info({ event: 'trunk.refused', code: err.code, status: err.sipStatus, retryAfter: err.retryAfterSec, q850: err.q850 }, `outbound call not carried: ${err.message}`);
       await this.#cleanUp('done');
       const headers: Record<string, string> = err.retryAfterSec !== undefined ? { 'Retry-After': String(err.retryAfterSec) } : {};
-      await session.reject(err.sipStatus, PHRASES[err.sipStatus] ?? 'Service Unavailable', this.#reasonFor(err), dispositionOf(err.sipStatus), headers);
+      await session.reject(err.sipStatus, reasonPhrase(err.sipStatus) ?? 'Service Unavailable', this.#reasonFor(err), dispositionOf(err.sipStatus), headers);
       return 'done';
     }
     this.#line = trunkCall;
@@ -146,7 +132,7 @@ class OutboundLineCall {
       session.log.info({ event: 'trunk.released', cause: outcome.cause, by: outcome.by }, `${this.#number}: line released before answer, cause ${outcome.cause} (${causeText(outcome.cause)})`);
       session.call.legEnded(this.#lineLegId, status, 'callee');
       await this.#cleanUp('done');
-      await session.reject(status, PHRASES[status] ?? 'Temporarily Unavailable', `Q.850 cause ${outcome.cause}: ${causeText(outcome.cause)}`, dispositionOf(status));
+      await session.reject(status, reasonPhrase(status) ?? 'Temporarily Unavailable', `Q.850 cause ${outcome.cause}: ${causeText(outcome.cause)}`, dispositionOf(status));
       return 'done';
     }
 

@@ -142,6 +142,27 @@ export class Dialog {
   }
 
   /**
+   * The dialog as it stands, in the shape it is built from: a transfer copies it to
+   * take it over, MWI stores it so a subscription outlives a restart.
+   */
+  snapshot(): DialogInit {
+    return {
+      role: this.role,
+      callId: this.callId,
+      localTag: this.localTag,
+      remoteTag: this.remoteTag,
+      localUri: this.localUri,
+      remoteUri: this.remoteUri,
+      localSeq: this.#localSeq,
+      remoteSeq: this.#remoteSeq,
+      remoteTarget: this.#remoteTarget,
+      routeSet: [...this.#routeSet],
+      localContact: this.localContact,
+      state: this.#state,
+    };
+  }
+
+  /**
    * The UAS side (§12.1.1), from the request that creates the dialog and the To tag
    * of our response. Early until confirm() (our 2xx).
    */

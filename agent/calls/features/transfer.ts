@@ -59,20 +59,7 @@ const RELEASED_DIALOG_MS = 32_000;
 
 /** A copy of a confirmed dialog, for a call that takes it over from another. */
 function copyDialog(d: Dialog): Dialog {
-  const copy = new Dialog({
-    role: d.role,
-    callId: d.callId,
-    localTag: d.localTag,
-    remoteTag: d.remoteTag,
-    localUri: d.localUri,
-    remoteUri: d.remoteUri,
-    localSeq: d.localSeq,
-    remoteSeq: d.remoteSeq,
-    remoteTarget: d.remoteTarget,
-    routeSet: [...d.routeSet],
-    localContact: d.localContact,
-    state: 'confirmed',
-  });
+  const copy = new Dialog({ ...d.snapshot(), state: 'confirmed' });
   if (d.flow !== undefined) copy.flow = { ...d.flow };
   return copy;
 }

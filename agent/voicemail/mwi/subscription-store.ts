@@ -31,19 +31,8 @@ export class SubscriptionStore {
 
   async save(s: Subscription): Promise<void> {
     const d = s.dialog;
-    const stored: StoredDialog = {
-      callId: d.callId,
-      localTag: d.localTag,
-      remoteTag: d.remoteTag,
-      localUri: d.localUri,
-      remoteUri: d.remoteUri,
-      localSeq: d.localSeq,
-      remoteSeq: d.remoteSeq,
-      remoteTarget: d.remoteTarget,
-      routeSet: [...d.routeSet],
-      localContact: d.localContact,
-      ...(d.flow ? { flow: d.flow } : {}),
-    };
+    const { role: _role, state: _state, ...kept } = d.snapshot();
+    const stored: StoredDialog = { ...kept, ...(d.flow ? { flow: d.flow } : {}) };
     await this.#committer.submit([
       {
         sql: 'INSERT INTO mwi_subscriptions (id, mailbox, dialog, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET dialog = excluded.dialog, expires_at = excluded.expires_at',
