@@ -1,0 +1,149 @@
+// Machine probes that never block the event loop. systeminformation's
+// networkInterfaces() runs child processes with execSync (70-100 ms during which the
+// agent answers no SIP at all: measured here, it showed as the post-dial-delay tail),
+// and its fsSize() and cpuTemperature() block for 3-15 ms each. These read the same
+// facts from the kernel with asynchronous file system calls instead (Linux; on other
+// systems they report what Node's os module knows). systeminformation keeps the probes
+// that do not block: CPU load, memory and interface counters.
+import { readFile, readdir, realpath, statfs } from 'node:fs/promises';
+import os from 'node:os';
+
+export interface InterfaceFacts {
+  name: string;
+  ip4: string;
+  ip6: string;
+  mac: string;
+  /** operstate from sysfs ("up", "down", "unknown", ...); "unknown" when not readable. */
+  state: string;
+  speed_mbps: number | null;
+}
+
+export interface DiskFacts {
+  mount: string;
+  fs: string;
+  size: number;
+  used: number;
+  use_pct: number;
+}
+
+export interface TemperatureFacts {
+  main: number | null;
+  max: number | null;
+  cores: number[];
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Physical interfaces in /sys/class/net (virtual ones other than loopback only when they carry an address). */
+async function sysfsInterfaces(): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir('/sys/class/net');
+  } catch {
+    return [];
+  }
+  const physical = await Promise.all(
+    names.map(async (name) => {
+      const target = await realpath(`/sys/class/net/${name}`).catch(() => '');
+      return target.includes('/devices/virtual/') ? undefined : name;
+    }),
+  );
+  return physical.filter((n): n is string => n !== undefined);
+}
+
+export async function networkInterfaces(): Promise<InterfaceFacts[]> {
+  const addressed = os.networkInterfaces();
+  const names = [...new Set([...Object.keys(addressed), ...(await sysfsInterfaces())])];
+  return Promise.all(
+    names.map(async (name) => {
+      const addresses = addressed[name] ?? [];
+      const v4 = addresses.find((a) => a.family === 'IPv4');
+      const v6 = addresses.find((a) => a.family === 'IPv6');
+      const [state, speed] = await Promise.all([readText(`/sys/class/net/${name}/operstate`), readText(`/sys/class/net/${name}/speed`)]);
+      const mbps = speed === undefined ? NaN : Number(speed);
+      return {
+        name,
+        ip4: v4?.address ?? '',
+        ip6: v6?.address ?? '',
+        mac: addresses[0]?.mac ?? (await readText(`/sys/class/net/${name}/address`)) ?? '',
+        state: state ?? 'unknown',
+        // The kernel says -1 (or refuses to read) when the link has no speed.
+        speed_mbps: Number.isFinite(mbps) && mbps >= 0 ? mbps : null,
+      };
+    }),
+  );
+}
+
+/** Filesystems on block devices, as df shows them: use% of what an unprivileged user can fill. */
+export async function diskUsage(): Promise<DiskFacts[]> {
+  const mounts = await readText('/proc/mounts');
+  if (mounts === undefined) return [];
+  const seen = new Set<string>();
+  const candidates: Array<{ device: string; mount: string }> = [];
+  for (const line of mounts.split('\n')) {
+    const [device, mountField, type] = line.split(' ');
+    if (device === undefined || mountField === undefined || type === undefined) continue;
+    // Read-only images (the A/B slots' squashfs) are always full; they say nothing about space.
+    if (!device.startsWith('/dev/') || type === 'squashfs') continue;
+    const mount = mountField.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+    // A bind mount (e.g. /run/netns) repeats its device's figures: the first mount stands for it.
+    if (seen.has(device)) continue;
+    seen.add(device);
+    candidates.push({ device, mount });
+  }
+  const disks = await Promise.all(
+    candidates.map(async ({ device, mount }) => {
+      try {
+        const s = await statfs(mount);
+        const size = s.blocks * s.bsize;
+        const used = (s.blocks - s.bfree) * s.bsize;
+        const available = s.bavail * s.bsize;
+        return { mount, fs: device, size, used, use_pct: used + available > 0 ? Math.round((1000 * used) / (used + available)) / 10 : 0 };
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  return disks.filter((d): d is DiskFacts => d !== undefined && d.size > 0);
+}
+
+/** °C from thermal zones and hwmon sensors; nulls where the machine exposes none (most VMs). */
+export async function temperatures(): Promise<TemperatureFacts> {
+  const zones: Array<{ type: string; celsius: number }> = [];
+  const zoneNames = await readdir('/sys/class/thermal').catch(() => [] as string[]);
+  await Promise.all(
+    zoneNames
+      .filter((z) => z.startsWith('thermal_zone'))
+      .map(async (z) => {
+        const [type, temp] = await Promise.all([readText(`/sys/class/thermal/${z}/type`), readText(`/sys/class/thermal/${z}/temp`)]);
+        const milli = Number(temp);
+        if (temp !== undefined && Number.isFinite(milli)) zones.push({ type: type ?? z, celsius: milli / 1000 });
+      }),
+  );
+  const cores: number[] = [];
+  const hwmons = await readdir('/sys/class/hwmon').catch(() => [] as string[]);
+  await Promise.all(
+    hwmons.map(async (h) => {
+      const files = await readdir(`/sys/class/hwmon/${h}`).catch(() => [] as string[]);
+      await Promise.all(
+        files
+          .filter((f) => /^temp[0-9]+_label$/.test(f))
+          .map(async (f) => {
+            const label = await readText(`/sys/class/hwmon/${h}/${f}`);
+            if (label === undefined || !/^Core /.test(label)) return;
+            const milli = Number(await readText(`/sys/class/hwmon/${h}/${f.replace('_label', '_input')}`));
+            if (Number.isFinite(milli)) cores.push(milli / 1000);
+          }),
+      );
+    }),
+  );
+  const all = [...zones.map((z) => z.celsius), ...cores];
+  const pkg = zones.find((z) => z.type === 'x86_pkg_temp') ?? zones[0];
+  return { main: pkg?.celsius ?? null, max: all.length > 0 ? Math.max(...all) : null, cores };
+}
