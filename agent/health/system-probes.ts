@@ -1,10 +1,12 @@
-// Machine probes that never block the event loop. systeminformation's
-// networkInterfaces() runs child processes with execSync (70-100 ms during which the
-// agent answers no SIP at all: measured here, it showed as the post-dial-delay tail),
-// and its fsSize() and cpuTemperature() block for 3-15 ms each. These read the same
-// facts from the kernel with asynchronous file system calls instead (Linux; on other
-// systems they report what Node's os module knows). systeminformation keeps the probes
-// that do not block: CPU load, memory and interface counters.
+// Machine probes that never block the event loop. On Linux systeminformation gets
+// most facts from child processes: networkInterfaces() with execSync (70-200 ms during
+// which the agent answers no SIP at all), currentLoad() with execSync('cat /proc/stat'),
+// networkStats() with one exec per interface (an asynchronous child, but forking a
+// process of this size blocks the loop 10-30 ms), and fsSize() and cpuTemperature()
+// block 3-15 ms. Measured here, those stalls were the post-dial-delay tail of calls.
+// These read the same facts from the kernel with asynchronous file system calls
+// (Linux; elsewhere what Node's os module knows). systeminformation keeps the one probe
+// that reads a file asynchronously: memory.
 import { readFile, readdir, realpath, statfs } from 'node:fs/promises';
 import os from 'node:os';
 
@@ -146,4 +148,35 @@ export async function temperatures(): Promise<TemperatureFacts> {
   const all = [...zones.map((z) => z.celsius), ...cores];
   const pkg = zones.find((z) => z.type === 'x86_pkg_temp') ?? zones[0];
   return { main: pkg?.celsius ?? null, max: all.length > 0 ? Math.max(...all) : null, cores };
+}
+
+export interface CpuTimes {
+  idle: number;
+  total: number;
+}
+
+/** Summed CPU times of all cores (ms since boot), for a load between two samples. */
+export function cpuTimes(): CpuTimes & { cores: number } {
+  const cpus = os.cpus();
+  let idle = 0;
+  let total = 0;
+  for (const c of cpus) {
+    idle += c.times.idle;
+    total += c.times.user + c.times.nice + c.times.sys + c.times.idle + c.times.irq;
+  }
+  return { idle, total, cores: cpus.length };
+}
+
+/** Busy share (%) between two samples; since boot when there is no earlier one. */
+export function loadBetween(earlier: CpuTimes | undefined, now: CpuTimes): number {
+  const total = now.total - (earlier?.total ?? 0);
+  const idle = now.idle - (earlier?.idle ?? 0);
+  return total > 0 ? Math.round((1000 * (total - idle)) / total) / 10 : 0;
+}
+
+/** Byte counters of an interface since it came up, from sysfs; nulls where not readable. */
+export async function interfaceCounters(name: string): Promise<{ rx_bytes: number | null; tx_bytes: number | null }> {
+  const [rx, tx] = await Promise.all([readText(`/sys/class/net/${name}/statistics/rx_bytes`), readText(`/sys/class/net/${name}/statistics/tx_bytes`)]);
+  const num = (v: string | undefined): number | null => (v !== undefined && /^[0-9]+$/.test(v) ? Number(v) : null);
+  return { rx_bytes: num(rx), tx_bytes: num(tx) };
 }

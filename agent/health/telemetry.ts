@@ -4,7 +4,7 @@
 // stream of the outbox — the first stream shed when the outbox is over its quota.
 import si from 'systeminformation';
 import type { HealthMode, TelemetryData } from '../sync/protocol.ts';
-import { diskUsage, networkInterfaces, temperatures } from './system-probes.ts';
+import { cpuTimes, diskUsage, interfaceCounters, loadBetween, networkInterfaces, temperatures, type CpuTimes } from './system-probes.ts';
 import type { WanSignals } from './wan.ts';
 
 /** What the agent reports about itself; features fill these in as they land. */
@@ -19,31 +19,28 @@ function settled<T>(r: PromiseSettledResult<T>): T | undefined {
   return r.status === 'fulfilled' ? r.value : undefined;
 }
 
-const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 10 ** digits;
+
+let lastCpu: CpuTimes | undefined;
 
 /**
  * Samples the machine. Each probe may fail on its own (no sensors in a VM); the rest
- * still report. Only non-blocking probes: see system-probes.ts for why interfaces,
- * disks and temperatures are read here rather than through systeminformation.
+ * still report. Only probes that never block the event loop (system-probes.ts says
+ * why most of systeminformation's do). CPU load is the busy share since the previous
+ * sample (since boot for the first).
  */
 export async function sampleSystem(): Promise<TelemetryData['system']> {
-  // networkStats('*') would list the interfaces through systeminformation's blocking
-  // probe: it gets the names found here instead.
-  const interfaceList = networkInterfaces();
-  const counters = interfaceList.then((list) => (list.length > 0 ? si.networkStats(list.map((i) => i.name).join(',')) : []));
-  const [load, mem, disks, temp, ifaces, stats] = await Promise.allSettled([si.currentLoad(), si.mem(), diskUsage(), temperatures(), interfaceList, counters]);
-  const l = settled(load);
+  const cpu = cpuTimes();
+  const load = loadBetween(lastCpu, cpu);
+  lastCpu = cpu;
+  const withCounters = networkInterfaces().then((list) => Promise.all(list.map(async (i) => ({ ...i, ...(await interfaceCounters(i.name)) }))));
+  const [mem, disks, temp, ifaces] = await Promise.allSettled([si.mem(), diskUsage(), temperatures(), withCounters]);
   const m = settled(mem);
-  const statList = settled(stats) ?? [];
   return {
-    cpu: { load_pct: l ? round(l.currentLoad) : null, cores: l ? l.cpus.length : null },
+    cpu: { load_pct: cpu.cores > 0 ? load : null, cores: cpu.cores > 0 ? cpu.cores : null },
     memory: m ? { total: m.total, used: m.active, available: m.available } : null,
     disks: settled(disks) ?? [],
     temperatures: settled(temp) ?? { main: null, max: null, cores: [] },
-    interfaces: (settled(ifaces) ?? []).map((i) => {
-      const st = statList.find((s) => s.iface === i.name);
-      return { ...i, rx_bytes: st ? st.rx_bytes : null, tx_bytes: st ? st.tx_bytes : null };
-    }),
+    interfaces: settled(ifaces) ?? [],
   };
 }
 

@@ -221,7 +221,7 @@ export interface Response<D = unknown> extends Header {
 
 // ---- What up streams carry -----------------------------------------------------
 
-/** `up/telemetry`, type `telemetry`: one sample from systeminformation and the agent. */
+/** `up/telemetry`, type `telemetry`: one sample of the machine (agent/health/telemetry.ts) and of the agent. */
 export interface TelemetryData {
   mode: HealthMode;
   uptime_s: number;

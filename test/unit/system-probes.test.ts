@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { diskUsage, networkInterfaces, temperatures } from '../../agent/health/system-probes.ts';
+import { cpuTimes, diskUsage, interfaceCounters, loadBetween, networkInterfaces, temperatures } from '../../agent/health/system-probes.ts';
 import { sampleSystem } from '../../agent/health/telemetry.ts';
 
 test('interfaces: loopback with its addresses and a state read from the kernel', async () => {
@@ -34,4 +34,24 @@ test('a telemetry sample carries interface counters for the interfaces found', a
   assert.equal(typeof lo.rx_bytes, 'number');
   assert.ok(sample.disks.length > 0);
   assert.ok(sample.cpu.cores !== null && sample.cpu.cores > 0);
+});
+
+test('CPU load is the busy share between two samples', () => {
+  assert.equal(loadBetween({ idle: 100, total: 200 }, { idle: 175, total: 300 }), 25);
+  assert.equal(loadBetween({ idle: 100, total: 200 }, { idle: 100, total: 200 }), 0, 'no time passed: 0, not NaN');
+  const now = cpuTimes();
+  const sinceBoot = loadBetween(undefined, now);
+  assert.ok(now.cores > 0 && sinceBoot >= 0 && sinceBoot <= 100);
+});
+
+test('interface counters come from the kernel and grow with traffic', async () => {
+  const before = await interfaceCounters('lo');
+  assert.equal(typeof before.rx_bytes, 'number');
+  const dgram = await import('node:dgram');
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => socket.send(Buffer.alloc(1000), 9, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+  socket.close();
+  const after = await interfaceCounters('lo');
+  assert.ok((after.tx_bytes ?? 0) >= (before.tx_bytes ?? 0) + 1000);
+  assert.deepEqual(await interfaceCounters('no-such-interface'), { rx_bytes: null, tx_bytes: null });
 });
