@@ -6,7 +6,8 @@
 // that by rounding to nearest rather than truncating (half a step less error, and
 // the same bytes as sox), and a full-width index makes that rounding free.
 // µ-law↔A-law transcoding is a 256-byte table each way (decode, then encode).
-// Tables are built once at module load (about 130 KB in all).
+// Tables are built once at module load (about 130 KB in all), one fill() per run of
+// samples sharing a code (fillRuns).
 
 export type CodecName = 'PCMU' | 'PCMA';
 
@@ -72,6 +73,36 @@ function alawDecode16(byte: number): number {
   return a & 0x80 ? magnitude : -magnitude;
 }
 
+/**
+ * Fills `table[sample & 0xffff] = encode(sample)` for every 16-bit sample, one
+ * `fill()` per run of samples that share a code. Within one half (samples >= 0, and
+ * samples < 0 as indices 32768..65535) the samples of a code are contiguous: the
+ * law is monotonic in the magnitude, and codes of the two signs differ. So the end
+ * of a run is found by bisection: ~4,000 calls of the encoder for the 2 x 256 runs
+ * instead of one per sample. One call per sample (131,072 at every start) made V8
+ * optimize the encoders and this loop with TurboFan while the agent started, which
+ * mapped ~5 MB of the optimizing compiler's code into an agent that then sat idle
+ * (docs/decisions/0004-single-executable.md, Idle memory). The tables are the same
+ * bytes (test/unit/media-g711.test.ts compares them with the per-sample definition).
+ */
+function fillRuns(table: Uint8Array, encode: (sample: number) => number): void {
+  for (const [lo, hi] of [[0, 32767], [-32768, -1]] as const) {
+    let start: number = lo;
+    while (start <= hi) {
+      const code = encode(start);
+      let last = start; // the last sample of the run, by bisection over [start, hi]
+      let bound = hi;
+      while (last < bound) {
+        const mid = last + Math.ceil((bound - last) / 2);
+        if (encode(mid) === code) last = mid;
+        else bound = mid - 1;
+      }
+      table.fill(code, start & 0xffff, (last & 0xffff) + 1);
+      start = last + 1;
+    }
+  }
+}
+
 const ulawToLinearTable = new Int16Array(256);
 const alawToLinearTable = new Int16Array(256);
 const linearToUlawTable = new Uint8Array(1 << 16);
@@ -84,11 +115,11 @@ for (let b = 0; b < 256; b++) {
   alawToLinearTable[b] = alawDecode16(b);
 }
 // Index = the 16-bit sample read as unsigned (`s & 0xffff`).
-for (let i = 0; i < 1 << 16; i++) {
-  const sample = i >= 1 << 15 ? i - (1 << 16) : i;
-  linearToUlawTable[i] = ulawEncode14(Math.min((sample + 2) >> 2, 8191));
-  linearToAlawTable[i] = alawEncode13(Math.min((sample + 4) >> 3, 4095));
-}
+/** The per-sample definitions the encode tables are built from (exported for the tests). */
+export const ulawOfSample = (sample: number): number => ulawEncode14(Math.min((sample + 2) >> 2, 8191));
+export const alawOfSample = (sample: number): number => alawEncode13(Math.min((sample + 4) >> 3, 4095));
+fillRuns(linearToUlawTable, ulawOfSample);
+fillRuns(linearToAlawTable, alawOfSample);
 for (let b = 0; b < 256; b++) {
   ulawToAlawTable[b] = linearToAlawTable[ulawToLinearTable[b]! & 0xffff]!;
   alawToUlawTable[b] = linearToUlawTable[alawToLinearTable[b]! & 0xffff]!;

@@ -10,12 +10,21 @@ import {
   encodeG711,
   linearToAlaw,
   linearToUlaw,
+  alawOfSample,
   transcodeG711InPlace,
+  ulawOfSample,
   ulawToLinear,
 } from '../../agent/media/g711.ts';
 
 // Every 16-bit value once, -32768..32767.
 const ramp = Int16Array.from({ length: 65536 }, (_, i) => i - 32768);
+
+test('the encode tables, built run by run, hold the per-sample definition for every 16-bit sample', () => {
+  for (let s = -32768; s < 32768; s++) {
+    assert.equal(linearToUlaw(s), ulawOfSample(s), `µ-law ${s}`);
+    assert.equal(linearToAlaw(s), alawOfSample(s), `A-law ${s}`);
+  }
+});
 
 test('µ-law: the values G.711 tables give for silence, full scale and the segment edges', () => {
   assert.equal(linearToUlaw(0), 0xff);
