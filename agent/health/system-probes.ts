@@ -5,8 +5,10 @@
 // process of this size blocks the loop 10-30 ms), and fsSize() and cpuTemperature()
 // block 3-15 ms. Measured here, those stalls were the post-dial-delay tail of calls.
 // These read the same facts from the kernel with asynchronous file system calls
-// (Linux; elsewhere what Node's os module knows). systeminformation keeps the one probe
-// that reads a file asynchronously: memory.
+// (Linux; elsewhere what Node's os module knows). Memory too, as systeminformation's
+// mem() computed it from /proc/meminfo: the agent no longer loads that package, whose
+// 450 KB of code (a sixth of the agent's bundle) stayed in every idle agent's memory
+// for this one probe (docs/decisions/0004-single-executable.md, Idle memory).
 import { readFile, readdir, realpath, statfs } from 'node:fs/promises';
 import os from 'node:os';
 
@@ -179,4 +181,28 @@ export async function interfaceCounters(name: string): Promise<{ rx_bytes: numbe
   const [rx, tx] = await Promise.all([readText(`/sys/class/net/${name}/statistics/rx_bytes`), readText(`/sys/class/net/${name}/statistics/tx_bytes`)]);
   const num = (v: string | undefined): number | null => (v !== undefined && /^[0-9]+$/.test(v) ? Number(v) : null);
   return { rx_bytes: num(rx), tx_bytes: num(tx) };
+}
+
+export interface MemoryFacts {
+  total: number;
+  /** In use: total less what is available (systeminformation's `active`). */
+  used: number;
+  available: number;
+}
+
+/**
+ * Memory in bytes, from /proc/meminfo as systeminformation's mem() reads it: available
+ * is MemAvailable (or MemFree + Buffers + Cached + Slab on kernels without it), used is
+ * total less available. Elsewhere, or when the file is unreadable, Node's os figures.
+ */
+export async function memoryFacts(): Promise<MemoryFacts> {
+  const text = await readText('/proc/meminfo');
+  const kb = (key: string): number => {
+    const m = text === undefined ? null : new RegExp(`^${key}:\\s*(\\d+)`, 'mi').exec(text);
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  const total = kb('MemTotal') || os.totalmem();
+  const free = kb('MemFree') || os.freemem();
+  const available = kb('MemAvailable') || free + kb('Buffers') + kb('Cached') + kb('Slab');
+  return { total, used: total - available, available };
 }

@@ -1,10 +1,9 @@
 // Telemetry: a sample of the machine (CPU, memory, disks, temperatures, interfaces;
-// systeminformation and system-probes.ts) and of the agent (registrations, calls, channels,
+// system-probes.ts) and of the agent (registrations, calls, channels,
 // outbox, WAN) every `health.telemetry_period` seconds, queued on the `telemetry`
 // stream of the outbox — the first stream shed when the outbox is over its quota.
-import si from 'systeminformation';
 import type { HealthMode, TelemetryData } from '../sync/protocol.ts';
-import { cpuTimes, diskUsage, interfaceCounters, loadBetween, networkInterfaces, temperatures, type CpuTimes } from './system-probes.ts';
+import { cpuTimes, diskUsage, interfaceCounters, loadBetween, memoryFacts, networkInterfaces, temperatures, type CpuTimes } from './system-probes.ts';
 import type { WanSignals } from './wan.ts';
 
 /** What the agent reports about itself; features fill these in as they land. */
@@ -25,7 +24,7 @@ let lastCpu: CpuTimes | undefined;
 /**
  * Samples the machine. Each probe may fail on its own (no sensors in a VM); the rest
  * still report. Only probes that never block the event loop (system-probes.ts says
- * why most of systeminformation's do). CPU load is the busy share since the previous
+ * why systeminformation's did). CPU load is the busy share since the previous
  * sample (since boot for the first).
  */
 export async function sampleSystem(): Promise<TelemetryData['system']> {
@@ -33,11 +32,11 @@ export async function sampleSystem(): Promise<TelemetryData['system']> {
   const load = loadBetween(lastCpu, cpu);
   lastCpu = cpu;
   const withCounters = networkInterfaces().then((list) => Promise.all(list.map(async (i) => ({ ...i, ...(await interfaceCounters(i.name)) }))));
-  const [mem, disks, temp, ifaces] = await Promise.allSettled([si.mem(), diskUsage(), temperatures(), withCounters]);
+  const [mem, disks, temp, ifaces] = await Promise.allSettled([memoryFacts(), diskUsage(), temperatures(), withCounters]);
   const m = settled(mem);
   return {
     cpu: { load_pct: cpu.cores > 0 ? load : null, cores: cpu.cores > 0 ? cpu.cores : null },
-    memory: m ? { total: m.total, used: m.active, available: m.available } : null,
+    memory: m ? { total: m.total, used: m.used, available: m.available } : null,
     disks: settled(disks) ?? [],
     temperatures: settled(temp) ?? { main: null, max: null, cores: [] },
     interfaces: settled(ifaces) ?? [],

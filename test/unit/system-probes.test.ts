@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cpuTimes, diskUsage, interfaceCounters, loadBetween, networkInterfaces, temperatures } from '../../agent/health/system-probes.ts';
+import { readFileSync } from 'node:fs';
+import { cpuTimes, diskUsage, interfaceCounters, loadBetween, memoryFacts, networkInterfaces, temperatures } from '../../agent/health/system-probes.ts';
 import { sampleSystem } from '../../agent/health/telemetry.ts';
 
 test('interfaces: loopback with its addresses and a state read from the kernel', async () => {
@@ -54,4 +55,15 @@ test('interface counters come from the kernel and grow with traffic', async () =
   const after = await interfaceCounters('lo');
   assert.ok((after.tx_bytes ?? 0) >= (before.tx_bytes ?? 0) + 1000);
   assert.deepEqual(await interfaceCounters('no-such-interface'), { rx_bytes: null, tx_bytes: null });
+});
+
+test('memory: total and MemAvailable from /proc/meminfo, used is the rest (what systeminformation reported)', async () => {
+  const m = await memoryFacts();
+  const info = readFileSync('/proc/meminfo', 'utf8');
+  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s*(\\d+)`, 'm').exec(info)?.[1]) * 1024;
+  assert.equal(m.total, kb('MemTotal'));
+  assert.ok(m.available > 0 && m.available <= m.total);
+  assert.equal(m.used, m.total - m.available);
+  const sample = await sampleSystem();
+  assert.equal(sample.memory?.total, m.total);
 });
