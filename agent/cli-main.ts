@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { Agent } from './agent.ts';
 import { ConfigError } from './config/load.ts';
 import { createLogger } from './log/logger.ts';
+import { releaseStartupMemory } from './runtime/startup-memory.ts';
 import { stopOnSignals } from './runtime/stop-on-signals.ts';
 import { SystemdNotifier } from './runtime/systemd-notify.ts';
 import { loadAgentConfig } from '../provisioning/provisioned.ts';
@@ -59,8 +60,10 @@ async function start(file: string): Promise<void> {
   // Under systemd (Type=notify): READY=1 once SIP listens, watchdog pings, STOPPING=1.
   const systemd = new SystemdNotifier({ logger: logger.child({ subsystem: 'systemd' }) });
   let stopping = false;
+  let cancelMemoryRelease: (() => void) | undefined;
   stopOnSignals('agent', logger, async () => {
     stopping = true;
+    cancelMemoryRelease?.();
     await systemd.stopping();
     await agent.stop();
   });
@@ -68,6 +71,9 @@ async function start(file: string): Promise<void> {
     await agent.start();
     await systemd.ready(`site ${config.site.id}: serving`);
     systemd.startWatchdog(() => !stopping);
+    // Start-up's garbage and the young generation it grew, given back once the agent
+    // is idle (agent/runtime/startup-memory.ts).
+    if (!stopping) cancelMemoryRelease = releaseStartupMemory(logger.child({ subsystem: 'memory' }), { busy: () => (agent.calls?.activeCalls ?? 0) > 0 });
   } catch (err) {
     const code = (err as { code?: string }).code;
     const message = err instanceof Error ? err.message : String(err);
