@@ -43,6 +43,9 @@ const { values: args } = parseArgs({
     'agent-log-level': { type: 'string', default: 'info' },
     // Node options for the agent process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
     'agent-node-options': { type: 'string', default: '' },
+    // Node's command-line options for the agent in place of the launchers' V8 memory
+    // flags ("" for none); V8 flags cannot go through NODE_OPTIONS.
+    'agent-node-flags': { type: 'string' },
     // Skip the search for the maximum rate: only the fixed run (CPU per call, PDD).
     'fixed-only': { type: 'boolean', default: false },
   },
@@ -68,6 +71,7 @@ if (INVITE_AUTH !== 'auto' && INVITE_AUTH !== 'yes' && INVITE_AUTH !== 'no') thr
 const AGENT_LOG_LEVEL = LOG_LEVELS.find((l) => l === args['agent-log-level']);
 if (!AGENT_LOG_LEVEL) throw new Error(`--agent-log-level must be one of ${LOG_LEVELS.join(', ')}`);
 const AGENT_NODE_OPTIONS = args['agent-node-options'] ?? '';
+const AGENT_NODE_FLAGS = args['agent-node-flags'] === undefined ? undefined : args['agent-node-flags'].split(/\s+/).filter((f) => f !== '');
 const FIXED_ONLY = args['fixed-only'] ?? false;
 const CPUS = os.availableParallelism();
 // Both SIPp processes (callers and callees) on core 0, the server on core 1.
@@ -124,6 +128,7 @@ async function startTarget(name: TargetName, inviteAuth: boolean): Promise<Targe
       logLevel: AGENT_LOG_LEVEL,
       discardStdout: true,
       readyTimeoutMs: 120_000,
+      ...(AGENT_NODE_FLAGS !== undefined ? { nodeFlags: AGENT_NODE_FLAGS } : {}),
       ...(AGENT_NODE_OPTIONS ? { env: { NODE_OPTIONS: [process.env.NODE_OPTIONS, AGENT_NODE_OPTIONS].filter(Boolean).join(' ') } } : {}),
       ...(SERVER_CPU !== undefined ? { cpu: SERVER_CPU } : {}),
     });
@@ -275,6 +280,7 @@ interface Trial {
   pddP99Ms?: number;
   pddMaxMs?: number;
   pddSamples?: number;
+  pddSlow?: { over20Ms: number; inSeconds: number };
 }
 
 async function trial(target: Target, work: Workload, calleePort: number, rate: number, seconds: number, holdMs: number, rtt: boolean): Promise<Trial> {
@@ -307,12 +313,17 @@ async function trial(target: Target, work: Workload, calleePort: number, rate: n
     t.pddP99Ms = percentile(pdd, 99);
     t.pddMaxMs = pdd.length ? Math.max(...pdd) : Number.NaN;
     t.pddSamples = pdd.length;
+    // Slow calls bunched in a few seconds point to stalls (a pause, a blocked loop);
+    // spread over the run, to a steady queue.
+    const slow = caller.responseTimes.filter((x) => x.rtd === 1 && x.ms > 20);
+    t.pddSlow = { over20Ms: slow.length, inSeconds: new Set(slow.map((x) => Math.floor(x.at / 1000))).size };
   }
   log(
     `  ${target.name} @ ${rate}/s for ${seconds}s (hold ${holdMs} ms): ${t.passed ? 'ok ' : 'NO '} achieved ${t.achievedRate.toFixed(0)}/s, ` +
       `${t.successful} ok, ${t.failed} failed (callee side ${t.calleeFailed}), ${t.retransmissionPercent.toFixed(2)} % retrans, ` +
       `cpu ${t.usage.cpuPercent.toFixed(0)} % = ${t.cpuMsPerCall.toFixed(2)} ms/call (SIPp ${t.sippCpuPercent.toFixed(0)} %), mem ${t.usage.memMaxMb.toFixed(0)} MB` +
       (t.pddP99Ms !== undefined ? `, PDD p50 ${fmt(t.pddP50Ms)} p99 ${fmt(t.pddP99Ms)} max ${fmt(t.pddMaxMs)} ms` : '') +
+      (t.pddSlow !== undefined ? ` (${t.pddSlow.over20Ms} over 20 ms, within ${t.pddSlow.inSeconds} distinct seconds)` : '') +
       (t.clientLimited ? ' (SIPp at its ceiling)' : '') +
       (Object.keys(t.unexpected).length ? ` ${JSON.stringify(t.unexpected)}` : Object.keys(t.failures).length ? ` ${JSON.stringify(t.failures)}` : '') +
       (t.drainSeconds > 1.5 ? `; idle again after ${t.drainSeconds.toFixed(0)} s` : t.drainSeconds < 0 ? '; still busy 30 s later' : ''),

@@ -12,4 +12,4 @@ node agent/voicemail/prompts/build.ts || echo "==> voicemail prompts not built (
 # read them only at process start, and without them the agent relaunches itself once
 # (agent/runtime/memory-flags.ts; keep the flags the same as there).
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
-exec node --max-semi-space-size=4 --heap-growing-percent=20 agent/cli.ts start --config "${BRANCHLINE_CONFIG:-config/sample.yaml}" "$@"
+exec node --max-semi-space-size=4 --heap-growing-percent=20 --v8-pool-size=1 agent/cli.ts start --config "${BRANCHLINE_CONFIG:-config/sample.yaml}" "$@"

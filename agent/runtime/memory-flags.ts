@@ -29,8 +29,14 @@ import { isSea } from 'node:sea';
  *   ~150 MB of heap between collections (RSS 228 -> 180 MB). The price is more full
  *   collections while the heap builds up at start (~200-300 ms more CPU with 10,000
  *   extensions, partly on V8's helper threads).
+ * - one V8 helper thread instead of four: the agent's JavaScript runs on one thread,
+ *   and on a box whose cores are taken (the call-setup and registration benches pin
+ *   the agent to one core) four concurrent-marking helpers starve that thread for
+ *   60-110 ms at every full collection. Measured at 100 calls/s: post-dial delay p99
+ *   48-64 ms -> 12 ms, max 100-136 -> 16 ms (docs/decisions/0011). A Node option, not
+ *   a V8 flag, but read at start all the same.
  */
-export const V8_MEMORY_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--heap-growing-percent=20'];
+export const V8_MEMORY_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--heap-growing-percent=20', '--v8-pool-size=1'];
 
 /**
  * glibc gives each thread that allocates (SQLite's and V8's worker threads) its own

@@ -98,6 +98,8 @@ export interface SippResponseTime {
   /** The rtd number of the scenario's start_rtd/rtd markers. */
   rtd: number;
   ms: number;
+  /** When SIPp logged it (its Date_ms column), in ms; NaN if unreadable. */
+  at: number;
 }
 
 export interface SippResult {
@@ -166,11 +168,11 @@ function parseRtt(text: string): SippResponseTime[] {
   const out: SippResponseTime[] = [];
   for (const line of text.split('\n')) {
     // Date_ms;response_time_ms;rtd_no
-    const [, ms, rtd] = line.split(';');
+    const [date, ms, rtd] = line.split(';');
     const msN = Number(ms);
     const rtdN = Number(rtd);
     if (line.startsWith('Date') || !Number.isFinite(msN) || !Number.isInteger(rtdN) || ms === undefined) continue;
-    out.push({ rtd: rtdN, ms: msN });
+    out.push({ rtd: rtdN, ms: msN, at: Number(date) });
   }
   return out;
 }

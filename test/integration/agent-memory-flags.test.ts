@@ -53,7 +53,7 @@ test('the relaunch is decided by the V8 flags alone; a flag the operator gave, w
   assert.equal(plan?.env['MALLOC_ARENA_MAX'], '4', 'an operator setting is kept');
   assert.equal(relaunchPlan([], {})?.env['MALLOC_ARENA_MAX'], '2');
   assert.deepEqual(missingFlags(['--max-semi-space-size=16']), V8_MEMORY_FLAGS.filter((f) => !f.startsWith('--max-semi-space-size')));
-  assert.deepEqual(missingFlags(['--max_semi_space_size=16', '--heap-growing-percent=50']), []);
+  assert.deepEqual(missingFlags(['--max_semi_space_size=16', '--heap-growing-percent=50', '--v8-pool-size=2']), []);
   assert.deepEqual(missingFlags([]), [...V8_MEMORY_FLAGS]);
 });
 
