@@ -16,6 +16,14 @@ export interface DrainerOptions {
   ackTimeoutMs: number;
   /** How often an idle drainer looks for messages written without a kick(). */
   pollMs?: number;
+  /**
+   * Acknowledged ids are deleted from the outbox together, at most this long after
+   * the first of them was acked (default 50 ms), or at once when `ackBatchMax` are
+   * waiting. A delete is a commit and an fsync; one per controller ack (one per
+   * window) doubled the fsyncs on the disk during a drain.
+   */
+  ackDelayMs?: number;
+  ackBatchMax?: number;
   logger: Logger;
 }
 
@@ -50,6 +58,7 @@ export class Drainer {
   #timer: NodeJS.Timeout | undefined;
   #ackQueue: string[] = [];
   #ackFlush: Promise<void> | undefined;
+  #ackTimer: NodeJS.Timeout | undefined;
   readonly #stats: DrainStats = { sent: 0, resent: 0, acked: 0 };
 
   constructor(options: DrainerOptions) {
@@ -83,8 +92,8 @@ export class Drainer {
     const tick = Math.max(20, Math.min(this.#o.pollMs ?? 1000, this.#o.ackTimeoutMs / 2));
     this.#timer = setInterval(() => this.#onTick(), tick);
     this.#timer.unref();
-    // Acks still being deleted would be sent again: let them land first.
-    void (this.#ackFlush ?? Promise.resolve()).then(() => this.kick());
+    // Acks still waiting to be deleted would be read and sent again: let them land first.
+    void this.settled().then(() => this.kick());
   }
 
   /** The link or the controller is gone: stop sending; unacked messages stay queued. */
@@ -119,16 +128,31 @@ export class Drainer {
       this.#ackQueue.push(id);
     }
     this.#stats.acked += ids.length;
-    this.#flushAcks();
+    this.#scheduleAckFlush();
     for (const s of touched) void this.#pump(s);
   }
 
-  /** Resolves once nothing is in flight and every ack has been written. */
+  /** Resolves once every ack received so far has been written (deleted from the outbox). */
   async settled(): Promise<void> {
-    while (this.#ackFlush) await this.#ackFlush;
+    for (;;) {
+      if (this.#ackFlush) await this.#ackFlush;
+      else if (this.#ackQueue.length > 0) this.#flushAcks();
+      else return;
+    }
+  }
+
+  #scheduleAckFlush(): void {
+    if (this.#ackQueue.length >= (this.#o.ackBatchMax ?? 2000)) {
+      this.#flushAcks();
+      return;
+    }
+    if (this.#ackTimer || this.#ackFlush) return;
+    this.#ackTimer = setTimeout(() => this.#flushAcks(), this.#o.ackDelayMs ?? 50);
   }
 
   #flushAcks(): void {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
     if (this.#ackFlush || this.#ackQueue.length === 0) return;
     const ids = this.#ackQueue;
     this.#ackQueue = [];
@@ -140,7 +164,7 @@ export class Drainer {
       })
       .finally(() => {
         this.#ackFlush = undefined;
-        this.#flushAcks();
+        if (this.#ackQueue.length > 0) this.#scheduleAckFlush();
       });
   }
 

@@ -60,6 +60,29 @@ function readPem(file: string | undefined, what: string): Buffer | undefined {
   }
 }
 
+/**
+ * Packets written while one read from the socket is handled go out in one write.
+ * MQTT.js handles the packets of a read one per tick and corks the socket only
+ * around each packet it writes, so every PUBACK for a QoS 1 message received was a
+ * syscall of its own (the controller during a drain: ~10,000 writev, ~6 % of its
+ * CPU). Corking on each read and uncorking after the I/O phase (setImmediate) sends
+ * them together; TCP_NODELAY then sends them at once.
+ */
+function coalesceWrites(stream: unknown): void {
+  const s = stream as { cork?: () => void; uncork?: () => void; prependListener?: (e: 'data', l: () => void) => void };
+  if (typeof s.cork !== 'function' || typeof s.uncork !== 'function' || typeof s.prependListener !== 'function') return;
+  let corked = false;
+  s.prependListener('data', () => {
+    if (corked) return;
+    corked = true;
+    s.cork?.();
+    setImmediate(() => {
+      corked = false;
+      s.uncork?.();
+    });
+  });
+}
+
 export class MqttLink {
   readonly options: LinkOptions;
   #client: MqttClient | undefined;
@@ -132,6 +155,7 @@ export class MqttLink {
       // Nagle and delayed ACKs stall each round trip by up to 40 ms.
       const stream = client.stream as unknown as { setNoDelay?: (on: boolean) => void };
       stream.setNoDelay?.(true);
+      coalesceWrites(client.stream);
       this.#up = true;
       this.#lastError = undefined;
       if (this.#filters.size > 0) {

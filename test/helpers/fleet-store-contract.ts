@@ -46,6 +46,24 @@ export function fleetStoreContract(name: string, fixture: () => Promise<StoreFix
       }
     });
 
+    test('ingest keeps data exactly: quotes, escapes, large rows (a voicemail) beside small ones; duplicates counted', async () => {
+      const fx = await fixture();
+      const store = await fx.open();
+      try {
+        const audio = Buffer.alloc(60_000, 0xab).toString('base64');
+        const odd = { note: "it's \"quoted\" -- ; DROP TABLE messages; '", ctl: '\u0000\n\t\\', uni: 'é☎' };
+        const batch = [up('s2', 'records', 1, odd), up('s2', 'voicemail', 1, { audio }), up('s2', 'records', 2, { n: 2 })];
+        assert.deepEqual(await store.ingest(batch), { inserted: 3, duplicates: 0 });
+        assert.deepEqual(await store.ingest([...batch, up('s2', 'records', 3, { n: 3 })]), { inserted: 1, duplicates: 3 });
+        assert.deepEqual(await store.ingest([up('s2', 'records', 1, odd), up('s2', 'records', 4, { n: 4 })]), { inserted: 1, duplicates: 1 });
+        assert.deepEqual((await store.messages('s2', 'records')).map((r) => r.data), [odd, { n: 2 }, { n: 3 }, { n: 4 }]);
+        assert.deepEqual((await store.messages('s2', 'voicemail')).map((r) => r.data), [{ audio }]);
+      } finally {
+        await store.close();
+        await fx.cleanup();
+      }
+    });
+
     test('site states, reported and desired config; versions conflict when stale', async () => {
       const fx = await fixture();
       const store = await fx.open();

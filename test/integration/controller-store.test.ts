@@ -34,6 +34,20 @@ fleetStoreContract('SQLite (the state directory)', async () => {
   return { open: () => openFleetStore({ stateDir: dir }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
 });
 
+test('SQLite store: a NUL character in a header field is stored through bound parameters (SQL text cannot carry it)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bl-fleet-sqlite-'));
+  const store = await openFleetStore({ stateDir: dir });
+  try {
+    const msg = { v: 1 as const, id: 'nul-1', stream: 'records' as const, seq: 1, boot: 'bo\u0000ot', ts: 1, site: 's3', type: 'call.record', data: { a: 1 } };
+    assert.deepEqual(await store.ingest([msg, { ...msg, id: 'plain-2', seq: 2, boot: 'boot' }]), { inserted: 2, duplicates: 0 });
+    assert.deepEqual(await store.ingest([msg]), { inserted: 0, duplicates: 1 });
+    assert.deepEqual((await store.messages('s3', 'records')).map((r) => [r.id, r.boot]), [['nul-1', 'bo\u0000ot'], ['plain-2', 'boot']]);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 fleetStoreContract('PostgreSQL (--database)', async () => {
   const url = await server.createDatabase(`fleet_${++databases}`);
   return { open: () => openFleetStore({ stateDir: '/nonexistent', databaseUrl: url }), cleanup: async () => undefined };
