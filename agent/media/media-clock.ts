@@ -5,6 +5,12 @@
 //
 // One timer for all sessions rather than one per stream: 200 calls would otherwise
 // arm 400 timers 50 times a second, each waking the event loop on its own.
+//
+// With no listener (no session generates audio: an idle agent) the timer is not
+// armed: 50 wake-ups a second for nobody kept V8 compiling and collecting in an idle
+// agent (~1.2 MB of its RSS, docs/decisions/0004-single-executable.md). The grid
+// stays the same: the first listener added resumes at the next tick due after now,
+// and ticks that passed with nobody listening are neither delivered nor counted.
 
 export type TickListener = (tick: number, dueAt: number) => void;
 
@@ -45,6 +51,8 @@ export class MediaClock {
   #nextTick = 0;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
+  /** Inside #fire: the timer is re-armed at its end, not by an add() from a listener. */
+  #firing = false;
   #ticks = 0;
   #skipped = 0;
   #lateMax = 0;
@@ -82,7 +90,7 @@ export class MediaClock {
     this.#onError = onError;
     this.#startedAt = this.#now();
     this.#nextTick = 1;
-    this.#schedule();
+    if (this.#listeners.size > 0) this.#schedule();
   }
 
   stop(): void {
@@ -94,13 +102,18 @@ export class MediaClock {
   /** Adds a listener; returns the function that removes it. */
   add(listener: TickListener): () => void {
     this.#listeners.add(listener);
+    if (this.#running && this.#timer === undefined && !this.#firing) {
+      // Resuming after a time without listeners: the next tick due from now on.
+      this.#nextTick = Math.max(this.#nextTick, Math.floor(this.tickAt(this.#now())) + 1);
+      this.#schedule();
+    }
     return () => {
       this.#listeners.delete(listener);
     };
   }
 
   #schedule(): void {
-    if (!this.#running) return;
+    if (!this.#running || this.#listeners.size === 0) return; // add() re-arms
     const delay = this.dueAt(this.#nextTick) - this.#now();
     // setTimeout rounds to whole milliseconds and never fires early by its own
     // measure, so a fractional delay is rounded down: firing up to 1 ms early is
@@ -111,6 +124,17 @@ export class MediaClock {
   readonly #fire = (): void => {
     this.#timer = undefined;
     if (!this.#running) return;
+    if (this.#listeners.size === 0) return; // idle until add()
+    this.#firing = true;
+    try {
+      this.#dispatchDue();
+    } finally {
+      this.#firing = false;
+    }
+    this.#schedule();
+  };
+
+  #dispatchDue(): void {
     const now = this.#now();
     let behind = Math.floor(this.tickAt(now)) - this.#nextTick + 1;
     if (behind > this.maxCatchUpTicks) {
@@ -132,8 +156,7 @@ export class MediaClock {
         }
       }
     }
-    this.#schedule();
-  };
+  }
 
   #record(lateMs: number): void {
     const late = lateMs < 0 ? 0 : lateMs;

@@ -68,3 +68,31 @@ test('a listener that throws is reported and the others still tick', async (t) =
   assert.equal(good, after, 'a removed listener no longer runs');
   assert.ok(errors.length >= 2);
 });
+
+test('without listeners the clock arms no timer; the first listener resumes it on the same grid', async (t) => {
+  const clock = new MediaClock();
+  t.after(() => clock.stop());
+  const started = performance.now();
+  clock.start();
+  await sleep(100);
+  assert.equal(clock.stats().ticks, 0, 'nobody listened: no tick dispatched or counted');
+  assert.equal(clock.stats().skippedTicks, 0);
+  const first: { tick: number; due: number }[] = [];
+  const remove = clock.add((tick, due) => first.push({ tick, due }));
+  await sleep(70);
+  remove();
+  await sleep(100); // idle again: the timer stops after at most one more tick
+  const second: { tick: number; due: number }[] = [];
+  clock.add((tick, due) => second.push({ tick, due }));
+  await sleep(70);
+  clock.stop();
+  assert.ok(first.length >= 2 && second.length >= 2, `${first.length} and ${second.length} ticks`);
+  for (const { tick, due } of [...first, ...second]) {
+    // Tick k is still due at start + k·20 ms: numbering follows time across the idle spans.
+    assert.ok(Math.abs(due - clock.dueAt(tick)) < 1e-6);
+    assert.ok(due >= started + 80 || tick >= 4, `tick ${tick} resumed from the grid, not from 1`);
+  }
+  assert.ok(second[0]!.tick > first.at(-1)!.tick + 4, 'the idle ticks were passed over, not delivered late');
+  assert.equal(clock.stats().skippedTicks, 0, 'nor counted as skipped');
+  assert.equal(clock.stats().ticks, first.length + second.length);
+});
