@@ -68,14 +68,14 @@ export class MediaRelay {
     return { aToB: this.#aToB, bToA: this.#bToA, digitsToTones: this.#digitsToTones };
   }
 
-  readonly #fromA = (packet: Buffer, view: RtpView, from: RtpSession): void => {
+  readonly #fromA = (packet: Buffer, view: RtpView, from: RtpSession, receivedAt: number): void => {
     this.#aToB++;
-    this.b.forward(packet, view, from.codec, view.payloadType === from.telephoneEventPt);
+    this.b.forward(packet, view, from.codec, view.payloadType === from.telephoneEventPt, receivedAt);
   };
 
-  readonly #fromB = (packet: Buffer, view: RtpView, from: RtpSession): void => {
+  readonly #fromB = (packet: Buffer, view: RtpView, from: RtpSession, receivedAt: number): void => {
     this.#bToA++;
-    this.a.forward(packet, view, from.codec, view.payloadType === from.telephoneEventPt);
+    this.a.forward(packet, view, from.codec, view.payloadType === from.telephoneEventPt, receivedAt);
   };
 
   #digitToTone(event: DigitEvent, to: RtpSession): void {

@@ -96,8 +96,12 @@ export interface RtpSessionStats {
   remoteReport: RemoteReport | undefined;
 }
 
-/** Receives every RTP packet (audio and telephone-event) for forwarding; owns the buffer. */
-export type PacketSink = (packet: Buffer, view: RtpView, from: RtpSession) => void;
+/**
+ * Receives every RTP packet (audio and telephone-event) for forwarding; owns the
+ * buffer. `receivedAt` is the arrival time (performance.now()) the session read
+ * once for the packet, so forwarding needs no second clock read.
+ */
+export type PacketSink = (packet: Buffer, view: RtpView, from: RtpSession, receivedAt: number) => void;
 
 export interface RtpSessionEvents {
   digit: [DigitEvent];
@@ -413,7 +417,10 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
 
   #sendRaw(buf: Uint8Array, length: number): void {
     const pair = this.#pair!;
-    pair.rtp.send(buf, 0, length, this.#remotePort, this.#remoteAddress);
+    // A whole buffer goes without offset/length: given those, dgram wraps the
+    // bytes in a new Buffer view per send (one object per packet on the relay path).
+    if (length === buf.length) pair.rtp.send(buf, this.#remotePort, this.#remoteAddress);
+    else pair.rtp.send(buf, 0, length, this.#remotePort, this.#remoteAddress);
     this.#packetsSent++;
     this.#octetsSent += length - RTP_HEADER_BYTES;
     this.#sentSinceReport = true;
@@ -426,16 +433,16 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
   /**
    * Forwards a packet received on another session (the relay path): rewrites its
    * header in place into our timeline and, when codecs differ, its payload;
-   * dropped while we play local audio or digits. No allocation.
+   * dropped while we play local audio or digits. No allocation. `now` is the
+   * packet's arrival time when the caller has it (a relay's sink does).
    */
-  forward(packet: Buffer, view: RtpView, fromCodec: CodecName, isEvent: boolean): void {
+  forward(packet: Buffer, view: RtpView, fromCodec: CodecName, isEvent: boolean, now = performance.now()): void {
     if (!this.#canSend()) return;
     if (this.#source || this.#digitSource || this.#eventSender.active || this.#currentDigit) {
       this.#forwardDropped++;
       return;
     }
     if (isEvent && this.#tePt === undefined) return; // the relay converts these to tones
-    const now = performance.now();
     if (this.#mode !== 'forward' || view.ssrc !== this.#forwardSsrc) {
       this.#forwardDelta = (this.#continueTimeline(now) - view.timestamp) >>> 0;
       this.#forwardSsrc = view.ssrc;
@@ -588,7 +595,7 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
     if (isEvent) {
       const event = readTelephoneEvent(msg, view.payloadOffset, view.payloadLength);
       if (event) this.#eventReceiver.push(view.timestamp, event, now);
-      this.#sink?.(msg, view, this);
+      this.#sink?.(msg, view, this, now);
       return;
     }
     if (view.payloadType !== this.#payloadType) return; // comfort noise and the like: not negotiated
@@ -601,7 +608,7 @@ export class RtpSession extends EventEmitter<RtpSessionEvents> {
         this.emit('audio', this.#pcm.subarray(0, n), { timestamp: view.timestamp, sequenceNumber: view.sequenceNumber });
       }
     }
-    this.#sink?.(msg, view, this);
+    this.#sink?.(msg, view, this, now);
   };
 
   #latch(address: string, port: number): void {
