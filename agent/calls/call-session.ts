@@ -530,7 +530,7 @@ export class CallSession {
               clearTimeout(silence);
               if (!abandoned) this.#provisional(leg, res, media, settled);
             },
-            (res) => void sip.refuse2xx(res, COMPLETED_ELSEWHERE),
+            COMPLETED_ELSEWHERE,
           )
           .then(
             (res) => {

@@ -169,9 +169,12 @@ export class OutboundSipLeg {
   /**
    * Sends the INVITE. onProvisional gets each 1xx (after the early dialog is made
    * from it); the promise resolves with the final response, or rejects on timeout
-   * (SipTimeoutError) or a transport failure. 2xx retransmissions are ACKed again.
+   * (SipTimeoutError) or a transport failure. 2xx retransmissions are ACKed again; a
+   * 2xx from another fork is ACKed and hung up with `strayReason` (handled here, not
+   * by the caller: the INVITE transaction keeps this handler for 32 s after the
+   * answer, and it must not keep the call alive with it).
    */
-  start(onProvisional: (response: SipResponse) => void, onStray2xx: (response: SipResponse) => void): Promise<SipResponse> {
+  start(onProvisional: (response: SipResponse) => void, strayReason: string): Promise<SipResponse> {
     const provisional = (res: SipResponse): void => {
       if (res.status > 100 && this.dialog === undefined && typeof res.headers.to.params['tag'] === 'string') {
         this.dialog = this.#makeDialog(res);
@@ -183,7 +186,7 @@ export class OutboundSipLeg {
       const dialog = this.dialog;
       if (this.#ack !== undefined && dialog !== undefined && res.headers.to.params['tag'] === dialog.remoteTag) {
         this.#stack.sendStateless(this.#ack, dialog.nextHop()).catch((err: unknown) => this.#log.debug({ err }, 'could not resend ACK'));
-      } else onStray2xx(res);
+      } else void this.refuse2xx(res, strayReason);
     };
     return this.#stack.request(this.invite, this.destination, provisional, { onAdditional2xx: additional }).then((res) => {
       this.#finalReceived = true;

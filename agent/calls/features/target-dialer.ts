@@ -101,7 +101,7 @@ export function dialTarget(deps: DialerDeps, req: DialRequest): Promise<DialOutc
           (res) => {
             if (!settled && res.status > 100) req.onProgress?.(res.status, res.reason);
           },
-          (res) => void leg.refuse2xx(res, COMPLETED_ELSEWHERE),
+          COMPLETED_ELSEWHERE,
         )
         .then(
           (res) => {

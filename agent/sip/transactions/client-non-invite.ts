@@ -25,7 +25,7 @@ export class NonInviteClientTransaction {
   private readonly bytes: Buffer;
   private readonly destination: Endpoint;
   private readonly ctx: TransactionContext;
-  private readonly callbacks: ClientCallbacks;
+  private callbacks: ClientCallbacks;
   private state: 'trying' | 'proceeding' | 'completed' | 'terminated' = 'trying';
   private interval = 0;
   private timerE: NodeJS.Timeout | undefined;
@@ -65,6 +65,8 @@ export class NonInviteClientTransaction {
     this.clearTimers();
     this.state = 'completed';
     this.callbacks.resolve(response);
+    // Timer K keeps the transaction a while longer; not the TU's closures (a BYE's hold the call).
+    this.callbacks = { onProvisional: undefined, resolve: () => undefined, reject: () => undefined, onTerminated: this.callbacks.onTerminated };
     const wait = timerT4OrZero(this.ctx.timers, this.destination.transport);
     if (wait === 0) this.terminate();
     else this.timerK = setTimeout(() => this.terminate(), wait);
