@@ -229,6 +229,11 @@ async function runCalls(target: Target, work: Workload, calleePort: number, rate
   const caller = await runSipp({
     scenario: 'call-uac',
     remote: `127.0.0.1:${target.port}`,
+    // A fresh port per run: SIPp's [branch] is the call number and message index, not
+    // unique across processes, so callers on the same address:port as the previous
+    // run would send branches the server still holds transactions for (after an
+    // overloaded run, for tens of seconds) and get that old call's responses.
+    localPort: await freeUdpTcpPort(),
     usersFile: work.callsFile,
     calls,
     rate,

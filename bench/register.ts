@@ -190,7 +190,12 @@ interface Trial {
   registerP99Ms?: number;
 }
 
-async function trial(target: Target, usersFile: string, sippPort: number, rate: number, seconds: number, rtt: boolean): Promise<Trial> {
+async function trial(target: Target, usersFile: string, rate: number, seconds: number, rtt: boolean): Promise<Trial> {
+  // A fresh port per trial: SIPp's [branch] is the call number and message index, the
+  // same in every SIPp process, so a trial from the previous trial's address:port
+  // would send REGISTERs whose branch the agent still holds a completed transaction
+  // for (Timer J, 32 s) and be answered the old 200 without any work.
+  const sippPort = await freeUdpTcpPort();
   const calls = Math.round(rate * seconds);
   const sampler = sampleUsage(target);
   const sippCpu = sampleProcessCpu();
@@ -261,7 +266,6 @@ interface TargetResult {
 
 /** Doubles the rate until a trial fails, then bisects to within 15 %; confirms with a longer run. */
 async function findMaxRate(target: Target, usersFile: string): Promise<TargetResult> {
-  const sippPort = await freeUdpTcpPort();
   const trials: Trial[] = [];
   let good = 0;
   let bad = 0;
@@ -273,11 +277,11 @@ async function findMaxRate(target: Target, usersFile: string): Promise<TargetRes
   // controller), and one unlucky first trial sent the whole search down.
   if (WARM_UP_RATE > 0) {
     log(`  ${target.name}: warm-up, every user binds once at ${WARM_UP_RATE}/s (not counted)`);
-    await trial(target, usersFile, sippPort, WARM_UP_RATE, Math.ceil(USERS / WARM_UP_RATE), false);
+    await trial(target, usersFile, WARM_UP_RATE, Math.ceil(USERS / WARM_UP_RATE), false);
   }
   // Up by doubling from the start rate; down by halving if even that fails.
   for (let rate = START_RATE; rate <= MAX_RATE && rate >= 50; ) {
-    const t = await trial(target, usersFile, sippPort, rate, TRIAL_SECONDS, false);
+    const t = await trial(target, usersFile, rate, TRIAL_SECONDS, false);
     trials.push(t);
     if (t.passed) {
       good = rate;
@@ -295,7 +299,7 @@ async function findMaxRate(target: Target, usersFile: string): Promise<TargetRes
   while (bad > 0 && good > 0 && bad - good > good * 0.15 && !clientLimited) {
     const rate = Math.round((good + bad) / 2 / 100) * 100;
     if (rate <= good || rate >= bad) break;
-    const t = await trial(target, usersFile, sippPort, rate, TRIAL_SECONDS, false);
+    const t = await trial(target, usersFile, rate, TRIAL_SECONDS, false);
     trials.push(t);
     if (t.passed) {
       good = rate;
@@ -305,7 +309,7 @@ async function findMaxRate(target: Target, usersFile: string): Promise<TargetRes
   // Confirm for longer, with response times; step down 15 % at a time if it fails.
   let final: Trial | undefined;
   for (let rate = good, attempts = 0; rate >= 50 && attempts < 5; rate = Math.round((rate * 0.85) / 50) * 50, attempts++) {
-    final = await trial(target, usersFile, sippPort, rate, FINAL_SECONDS, true);
+    final = await trial(target, usersFile, rate, FINAL_SECONDS, true);
     trials.push(final);
     if (final.passed) break;
   }
