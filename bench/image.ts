@@ -1,7 +1,12 @@
 // Flashable-image figures: bundle size and build time of the release build, cold start
 // of the single executable to the first REGISTER answered, idle RSS, and the time of
 // an A/B update from install-check to commit (with a running agent and a registered
-// phone, the reboot played as the service unit plays it).
+// phone, the reboot played as the service unit plays it). Idle RSS is measured twice:
+// as before, right after `update` wrote the binary (the headline figure), and once more
+// with the binary dropped from the page cache first (`dd iflag=nocache`), as a box
+// reads it after a boot: the kernel maps more or fewer of the file's pages per fault
+// depending on how they came into the cache: written by unsquashfs (xz, 1 MiB blocks)
+// they sit in large folios that this kernel maps whole, ~20 MB more (docs/benchmarks.md).
 //
 //   node bench/image.ts                     # release build (xz), about 2-4 minutes
 //   node bench/image.ts --compression lz4   # a quick look (bigger bundle, faster)
@@ -123,6 +128,17 @@ async function main(): Promise<void> {
   const verify = await run(current, ['slots', 'verify', '--slots', slots, '--config', idle.configFile, '--deadline', '30', '--json']);
   const committed = JSON.parse(verify.stdout) as { action: string; updateMs: number | null };
   await booted.stop();
+  // 5. Idle RSS again, the executable read afresh from disk (as after a boot): the
+  // file-backed figure of step 3 depends on how the kernel caches the binary, and
+  // `update` has just written it (docs/benchmarks.md, Image). Nothing runs from it now.
+  // Written back first: the kernel does not drop dirty pages.
+  await run('sync', [current]);
+  await run('dd', [`if=${current}`, 'iflag=nocache', 'count=0', 'status=none']);
+  const fresh = await coldStart(current, []);
+  await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+  const freshMem = memory(fresh.agent.pid);
+  await fresh.agent.stop();
+
   const journal = readFileSync(path.join(slots, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { hook: string; version: string; ms: number });
   const steps = Object.fromEntries(journal.filter((e) => e.version === '0.1.1').map((e) => [e.hook, e.ms]));
 
@@ -138,6 +154,7 @@ async function main(): Promise<void> {
     cold_start_registered_ms: { median: Math.round(median(registered)), all: registered.map(Math.round) },
     cold_start_first_answer_from_sources_ms: Math.round(sourceFirst),
     idle_rss_bytes: exeMem,
+    idle_rss_binary_read_afresh_bytes: freshMem,
     idle_rss_from_sources_bytes: srcMem,
     update: { result: committed.action, install_check_to_commit_ms: committed.updateMs, steps_ms: steps },
   };
@@ -147,6 +164,7 @@ async function main(): Promise<void> {
       `build time:                       ${(buildMs / 1000).toFixed(1)} s (executable ${(report.ms['executable']! / 1000).toFixed(1)} s, pack ${(report.ms['pack']! / 1000).toFixed(1)} s)`,
       `cold start → first REGISTER answered: median ${Math.round(median(firsts))} ms of ${starts} (${firsts.map(Math.round).join(', ')}); registered (200) ${Math.round(median(registered))} ms; from sources ${Math.round(sourceFirst)} ms`,
       `idle RSS after ${idleSeconds} s, 1 phone:    ${mb(exeMem.rss)} (anon ${mb(exeMem.anon)}, file-backed ${mb(exeMem.file)}); from sources ${mb(srcMem.rss)} (anon ${mb(srcMem.anon)})`,
+      `  the same, binary read afresh:    ${mb(freshMem.rss)} (anon ${mb(freshMem.anon)}, file-backed ${mb(freshMem.file)})`,
       `update install-check → commit:    ${committed.updateMs === null ? committed.action : `${(committed.updateMs / 1000).toFixed(1)} s`} (${Object.entries(steps).map(([k, v]) => `${k} ${v} ms`).join(', ')}; agent stop/start between pre-reboot and verify)`,
       JSON.stringify(figures),
       '',
