@@ -15,6 +15,7 @@ import { keyRingFromDir, type KeyRing } from './bundle/signing.ts';
 import { IMAGE_KEYS_DIR } from './layout.ts';
 import { fsyncDir, type SlotName } from './slots/state.ts';
 import type { SlotTree } from './slots/tree.ts';
+import { settleUnpackedFiles } from './settle-files.ts';
 import { unpackImage } from './squashfs.ts';
 
 export const DEFAULT_MAX_BOOTS = 3;
@@ -72,9 +73,10 @@ export async function installUpdate(opts: UpdateOptions): Promise<UpdateResult> 
       const dest = tree.slotDir(plan.target);
       const staging = `${dest}.new`;
       await unpackImage(plan.imageFile, staging);
+      const settled = await settleUnpackedFiles(staging);
       renameSync(staging, dest);
       fsyncDir(path.dirname(dest));
-      return { outcome: ok(`unpacked into ${dest}`), value: undefined };
+      return { outcome: ok(`unpacked into ${dest} (${settled.synced} files synced, ${settled.dropped} dropped from the page cache)`), value: undefined };
     });
     await runHook(journal, 'post-install', scope, () => postInstall(tree, plan));
 
