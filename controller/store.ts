@@ -2,7 +2,7 @@
 // on commit). Ingested messages are keyed by their id, so a message sent twice is
 // stored once; the fleet's state (site states, config versions) lives beside them.
 import path from 'node:path';
-import { Database, inlineParams, StoreError, type SqlValue } from '../agent/store/db.ts';
+import { Database, StoreError, type SqlValue } from '../agent/store/db.ts';
 import type { RecordRow, SiteSummary, StreamName, UpMessage } from '../agent/sync/protocol.ts';
 import { recordRow, siteSummary, SITES_QUERY, type FleetStore, type IngestResult, type MessageRow, type SiteRow, type SiteStateUpdate } from './fleet-store.ts';
 
@@ -48,6 +48,8 @@ const migrations: ReadonlyArray<{ version: number; sql: string }> = [
 const ROWS_PER_STATEMENT = 400;
 /** Data longer than this (characters of JSON) is bound as a parameter, not inlined. */
 const INLINE_MAX = 16 * 1024;
+const MARK_BEFORE = { sql: 'UPDATE temp.ingest_mark SET before = total_changes() WHERE k = 1', params: [] };
+const MARK_AFTER = { sql: 'UPDATE temp.ingest_mark SET after = total_changes() WHERE k = 1', params: [] };
 
 /** The fleet store in SQLite: the default (see fleet-store.ts). */
 export class ControllerStore implements FleetStore {
@@ -76,7 +78,7 @@ export class ControllerStore implements FleetStore {
         throw err;
       }
     }
-    // The ingest script's change counter (see #ingestScript): per connection, in memory.
+    // The ingest commit's change counter (see ingest): per connection, in memory.
     await db.exec("PRAGMA temp_store = MEMORY; CREATE TEMP TABLE ingest_mark (k INTEGER PRIMARY KEY, before INTEGER NOT NULL, after INTEGER NOT NULL); INSERT INTO temp.ingest_mark VALUES (1, 0, 0)");
     return new ControllerStore(db);
   }
@@ -162,35 +164,29 @@ export class ControllerStore implements FleetStore {
           params: [JSON.stringify(m.data), m.ts, m.site, m.ts],
         });
       }
-      let script: string | undefined;
-      try {
-        if (large.length === 0) script = ingestScript(inserts, others);
-      } catch (err) {
-        // A value SQL text cannot carry (a NUL in a string): bind the parameters instead.
-        // Large rows take this path too (one prepare and run per statement).
-        if (!(err instanceof StoreError)) throw err;
+      if (large.length === 0) {
+        try {
+          // One script for the whole commit (Database.transaction inlines the values):
+          // one trip to SQLite's worker thread instead of a prepare, run and finalize
+          // per statement, which the drain benchmark measured as most of a commit's
+          // wall time on a busy controller. The rows the INSERT OR IGNOREs really
+          // added are counted with total_changes() marks around them, in a
+          // per-connection temp table read after the commit.
+          await this.#db.transaction([...others, MARK_BEFORE, ...inserts, MARK_AFTER]);
+          const mark = await this.#db.get<{ n: number }>('SELECT after - before - 1 AS n FROM temp.ingest_mark WHERE k = 1');
+          const inserted = stored.length === 0 ? 0 : (mark?.n ?? 0);
+          return { inserted, duplicates: stored.length - inserted };
+        } catch (err) {
+          // A value SQL text cannot carry (a NUL in a string) is refused before
+          // anything runs: bind the parameters instead.
+          if (!(err instanceof StoreError)) throw err;
+        }
       }
-      if (script === undefined) {
-        const changes = await this.#transaction([...inserts, ...others]);
-        const inserted = changes.slice(0, inserts.length).reduce((a, b) => a + b, 0);
-        return { inserted, duplicates: stored.length - inserted };
-      }
-      await this.#exec(script);
-      const mark = await this.#db.get<{ n: number }>('SELECT after - before - 1 AS n FROM temp.ingest_mark WHERE k = 1');
-      const inserted = stored.length === 0 ? 0 : (mark?.n ?? 0);
+      // Large rows (one prepare and run per statement) and the NUL case.
+      const changes = await this.#transaction([...inserts, ...others]);
+      const inserted = changes.slice(0, inserts.length).reduce((a, b) => a + b, 0);
       return { inserted, duplicates: stored.length - inserted };
     });
-  }
-
-  /** Runs a whole BEGIN … COMMIT script in one call; rolls back if any statement failed. */
-  async #exec(script: string): Promise<void> {
-    try {
-      await this.#db.exec(script);
-    } catch (err) {
-      // exec stops at the failing statement with the transaction still open.
-      await this.#db.exec('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
   }
 
   setSiteState(s: SiteStateUpdate, now = Date.now()): Promise<void> {
@@ -278,20 +274,3 @@ export class ControllerStore implements FleetStore {
   }
 }
 
-/**
- * One ingest transaction as a single SQL script with its values inlined as literals:
- * one trip to SQLite's worker thread for the whole commit instead of a prepare, run
- * and finalize per statement (each a hop through the event loop, which the drain
- * benchmark measured as most of a commit's wall time on a busy controller). The rows
- * the INSERT OR IGNOREs really added are counted with total_changes() marks around
- * them, in a per-connection temp table read after the commit. Throws StoreError for
- * a value a literal cannot carry; the caller binds parameters then.
- */
-function ingestScript(inserts: ReadonlyArray<{ sql: string; params: SqlValue[] }>, others: ReadonlyArray<{ sql: string; params: SqlValue[] }>): string {
-  let script = 'BEGIN IMMEDIATE;\n';
-  for (const s of others) script += `${inlineParams(s.sql, s.params)};\n`;
-  script += 'UPDATE temp.ingest_mark SET before = total_changes() WHERE k = 1;\n';
-  for (const s of inserts) script += `${inlineParams(s.sql, s.params)};\n`;
-  script += 'UPDATE temp.ingest_mark SET after = total_changes() WHERE k = 1;\nCOMMIT;';
-  return script;
-}
