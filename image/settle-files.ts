@@ -10,8 +10,9 @@
 // fault), and an agent started right after an update showed ~22 MB more RSS of clean
 // file pages than the same agent after a boot (docs/benchmarks.md, issue 7). Written
 // back and dropped, the file is read again at the usual granularity. Node cannot
-// posix_fadvise, so coreutils dd does it (oflag=nocache with fdatasync drops the whole
-// file); that part is best-effort, the fsync is not.
+// posix_fadvise, so coreutils dd does it (oflag=nocache with count=0 drops the whole
+// file; its pages are clean after the fsync, so dd need not sync again); that part is
+// best-effort, the fsync is not.
 import { execFile } from 'node:child_process';
 import { closeSync, fsyncSync, lstatSync, openSync, readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -47,7 +48,7 @@ export async function settleUnpackedFiles(dir: string): Promise<{ synced: number
   for (const { file, size } of files) {
     if (size < DROP_FROM_BYTES) continue;
     try {
-      await run('dd', ['if=/dev/null', `of=${file}`, 'oflag=nocache', 'conv=notrunc,fdatasync', 'count=0', 'status=none']);
+      await run('dd', ['if=/dev/null', `of=${file}`, 'oflag=nocache', 'conv=notrunc', 'count=0', 'status=none']);
       dropped++;
     } catch {
       // No coreutils dd (or it refused): the file stays cached, which costs memory, not correctness.

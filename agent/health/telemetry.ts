@@ -18,7 +18,6 @@ function settled<T>(r: PromiseSettledResult<T>): T | undefined {
   return r.status === 'fulfilled' ? r.value : undefined;
 }
 
-
 let lastCpu: CpuTimes | undefined;
 
 /**
@@ -33,10 +32,9 @@ export async function sampleSystem(): Promise<TelemetryData['system']> {
   lastCpu = cpu;
   const withCounters = networkInterfaces().then((list) => Promise.all(list.map(async (i) => ({ ...i, ...(await interfaceCounters(i.name)) }))));
   const [mem, disks, temp, ifaces] = await Promise.allSettled([memoryFacts(), diskUsage(), temperatures(), withCounters]);
-  const m = settled(mem);
   return {
     cpu: { load_pct: cpu.cores > 0 ? load : null, cores: cpu.cores > 0 ? cpu.cores : null },
-    memory: m ? { total: m.total, used: m.used, available: m.available } : null,
+    memory: settled(mem) ?? null,
     disks: settled(disks) ?? [],
     temperatures: settled(temp) ?? { main: null, max: null, cores: [] },
     interfaces: settled(ifaces) ?? [],

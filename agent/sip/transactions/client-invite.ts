@@ -13,7 +13,7 @@
 import { serialize } from '../serialize.ts';
 import { isReliable, timerD } from '../timers.ts';
 import type { Endpoint, SipRequest, SipResponse } from '../types.ts';
-import type { ClientCallbacks } from './client-non-invite.ts';
+import { releasedCallbacks, type ClientCallbacks } from './client-non-invite.ts';
 import type { TransactionContext } from './context.ts';
 import { SipStackStoppedError, SipTimeoutError } from './errors.ts';
 import { buildAckForNon2xx } from './requests.ts';
@@ -170,13 +170,7 @@ export class InviteClientTransaction {
    * needs stays.
    */
   private releaseTu(keepAdditional2xx: boolean): void {
-    this.callbacks = {
-      onProvisional: undefined,
-      resolve: () => undefined,
-      reject: () => undefined,
-      onTerminated: this.callbacks.onTerminated,
-      onAdditional2xx: keepAdditional2xx ? this.callbacks.onAdditional2xx : undefined,
-    };
+    this.callbacks = { ...releasedCallbacks(this.callbacks.onTerminated), onAdditional2xx: keepAdditional2xx ? this.callbacks.onAdditional2xx : undefined };
   }
 
   private terminate(): void {

@@ -19,6 +19,15 @@ export interface ClientCallbacks {
   onTerminated(): void;
 }
 
+/**
+ * The callbacks a transaction keeps once its final response is in: only the one that
+ * forgets it. It waits out Timer K (or D, or M) for retransmissions, and must not
+ * hold the TU's closures (the whole call) that long.
+ */
+export function releasedCallbacks(onTerminated: () => void): ClientCallbacks {
+  return { onProvisional: undefined, resolve: () => undefined, reject: () => undefined, onTerminated };
+}
+
 export class NonInviteClientTransaction {
   readonly key: string;
   readonly method: string;
@@ -65,8 +74,7 @@ export class NonInviteClientTransaction {
     this.clearTimers();
     this.state = 'completed';
     this.callbacks.resolve(response);
-    // Timer K keeps the transaction a while longer; not the TU's closures (a BYE's hold the call).
-    this.callbacks = { onProvisional: undefined, resolve: () => undefined, reject: () => undefined, onTerminated: this.callbacks.onTerminated };
+    this.callbacks = releasedCallbacks(this.callbacks.onTerminated);
     const wait = timerT4OrZero(this.ctx.timers, this.destination.transport);
     if (wait === 0) this.terminate();
     else this.timerK = setTimeout(() => this.terminate(), wait);
